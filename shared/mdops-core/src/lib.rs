@@ -1,0 +1,15 @@
+//! `mdops-core`: the domain of mdops and the ports its adapters implement. No I/O lives here.
+//!
+//! Layout:
+//! - [`queue`]: the [`queue::Queue`] port: SQS semantics (delay, visibility timeout, receive count,
+//!   dead letters with their reason). Implemented by `mdops-local` (SQLite) and `mdops-aws` (SQS).
+//! - [`store`]: the [`store::Store`] port: versioned records with conditional writes and small
+//!   transactions, collections and a due-time index, and the append-only audit log. Implemented by
+//!   `mdops-local` (SQLite) and `mdops-aws` (DynamoDB).
+//! - [`contract`] (feature `contract`): the one generic test suite both adapters must pass.
+//!
+//! Handlers take a typed message and these ports and return an outcome; they never know whether
+//! they run in the embedded worker or in a Lambda function.
+
+pub mod queue;
+pub mod store;
