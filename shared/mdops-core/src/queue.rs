@@ -27,11 +27,7 @@ pub enum QueueName {
 
 impl QueueName {
     /// Every queue, in a stable order.
-    pub const ALL: [QueueName; 3] = [
-        QueueName::Onboarding,
-        QueueName::Licences,
-        QueueName::Access,
-    ];
+    pub const ALL: [QueueName; 3] = [QueueName::Onboarding, QueueName::Licences, QueueName::Access];
 
     /// The name used in storage, configuration and on the command line.
     pub fn as_str(self) -> &'static str {
@@ -55,9 +51,7 @@ impl std::str::FromStr for QueueName {
         QueueName::ALL
             .into_iter()
             .find(|q| q.as_str() == s)
-            .ok_or_else(|| {
-                format!("unknown queue {s:?}: expected one of onboarding, licences, access")
-            })
+            .ok_or_else(|| format!("unknown queue {s:?}: expected one of onboarding, licences, access"))
     }
 }
 
@@ -168,9 +162,7 @@ pub struct DeadLetter {
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
     /// The receipt handle is unknown or stale (the message was redelivered or deleted).
-    #[error(
-        "receipt handle is no longer valid for queue {queue}: the message was redelivered or deleted"
-    )]
+    #[error("receipt handle is no longer valid for queue {queue}: the message was redelivered or deleted")]
     StaleReceipt { queue: QueueName },
     /// The request was refused as invalid (e.g. a delay over the maximum).
     #[error("invalid queue request: {0}")]
@@ -191,11 +183,7 @@ pub trait Queue: Send + Sync {
     async fn send(&self, queue: QueueName, message: OutgoingMessage) -> Result<String, QueueError>;
 
     /// Sends up to 10 messages in one call (the SQS batch limit); returns their ids in order.
-    async fn send_batch(
-        &self,
-        queue: QueueName,
-        messages: Vec<OutgoingMessage>,
-    ) -> Result<Vec<String>, QueueError>;
+    async fn send_batch(&self, queue: QueueName, messages: Vec<OutgoingMessage>) -> Result<Vec<String>, QueueError>;
 
     /// Receives up to `max` (1..=10) messages, waiting up to `wait` for the first one, and hides
     /// them for `visibility`. Messages over the receive limit are moved to the dead-letter queue
@@ -212,12 +200,7 @@ pub trait Queue: Send + Sync {
     async fn delete(&self, queue: QueueName, receipt: &str) -> Result<(), QueueError>;
 
     /// Makes a received message visible again after `visibility` (zero: at once). Used for retries.
-    async fn change_visibility(
-        &self,
-        queue: QueueName,
-        receipt: &str,
-        visibility: Duration,
-    ) -> Result<(), QueueError>;
+    async fn change_visibility(&self, queue: QueueName, receipt: &str, visibility: Duration) -> Result<(), QueueError>;
 
     /// Records a failed attempt for a received message without giving up on it, so the error is
     /// still findable if the message later reaches the dead-letter queue by the receive limit.
@@ -237,24 +220,12 @@ pub trait Queue: Send + Sync {
     ) -> Result<(), QueueError>;
 
     /// The dead letters of a queue, oldest first, at most `limit`. Reading does not change them.
-    async fn dead_letters(
-        &self,
-        queue: QueueName,
-        limit: usize,
-    ) -> Result<Vec<DeadLetter>, QueueError>;
+    async fn dead_letters(&self, queue: QueueName, limit: usize) -> Result<Vec<DeadLetter>, QueueError>;
 
     /// Moves the given dead letters back to their source queue with a fresh receive count, keeping
     /// body and id history. Returns the ids that were moved; ids not (or no longer) there are skipped.
-    async fn replay(
-        &self,
-        queue: QueueName,
-        dead_letter_ids: &[String],
-    ) -> Result<Vec<String>, QueueError>;
+    async fn replay(&self, queue: QueueName, dead_letter_ids: &[String]) -> Result<Vec<String>, QueueError>;
 
     /// Deletes the given dead letters for good. Returns the ids deleted.
-    async fn purge(
-        &self,
-        queue: QueueName,
-        dead_letter_ids: &[String],
-    ) -> Result<Vec<String>, QueueError>;
+    async fn purge(&self, queue: QueueName, dead_letter_ids: &[String]) -> Result<Vec<String>, QueueError>;
 }

@@ -93,10 +93,7 @@ pub enum Condition {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Write {
     /// Create or replace the record, if the condition holds.
-    Put {
-        record: NewRecord,
-        condition: Condition,
-    },
+    Put { record: NewRecord, condition: Condition },
     /// Delete the record, if the condition holds.
     Delete { key: Key, condition: Condition },
     /// Write nothing, but fail the transaction unless the condition holds.
@@ -162,21 +159,11 @@ pub trait Store: Send + Sync {
 
     /// Members of a collection whose collection sort key starts with `sort_prefix`, in that order,
     /// at most `limit`.
-    async fn collection(
-        &self,
-        name: &str,
-        sort_prefix: &str,
-        limit: usize,
-    ) -> Result<Vec<Record>, StoreError>;
+    async fn collection(&self, name: &str, sort_prefix: &str, limit: usize) -> Result<Vec<Record>, StoreError>;
 
     /// Records of the given due kind whose due time is at or before `now`, earliest first, at most
     /// `limit`. Served by an index, never a scan.
-    async fn due(
-        &self,
-        kind: &str,
-        now: DateTime<Utc>,
-        limit: usize,
-    ) -> Result<Vec<Record>, StoreError>;
+    async fn due(&self, kind: &str, now: DateTime<Utc>, limit: usize) -> Result<Vec<Record>, StoreError>;
 
     /// Appends to the audit log. Entries are never changed or deleted.
     async fn append_audit(&self, entry: AuditEntry) -> Result<(), StoreError>;
@@ -186,10 +173,6 @@ pub trait Store: Send + Sync {
 }
 
 /// Puts one record if the condition holds: a one-write transaction.
-pub async fn put_if(
-    store: &dyn Store,
-    record: NewRecord,
-    condition: Condition,
-) -> Result<(), StoreError> {
+pub async fn put_if(store: &dyn Store, record: NewRecord, condition: Condition) -> Result<(), StoreError> {
     store.transact(vec![Write::Put { record, condition }]).await
 }
