@@ -6,10 +6,20 @@
 //! - [`store`]: the [`store::Store`] port: versioned records with conditional writes and small
 //!   transactions, collections and a due-time index, and the append-only audit log. Implemented by
 //!   `mdops-local` (SQLite) and `mdops-aws` (DynamoDB).
+//! - [`tenant`]: the tenant registry: tenant ids, domains, credential references, settings.
+//! - [`onboarding`]: the onboarding DAG ([`onboarding::plan`]), its step message, and the run
+//!   repository whose conditional transitions make the run resumable ([`onboarding::runs`]).
+//! - [`message`]: versioned, validated decoding of queue messages; [`outcome`]: what a handler returns.
 //! - [`contract`] (feature `contract`): the one generic test suite both adapters must pass.
 //!
 //! Handlers take a typed message and these ports and return an outcome; they never know whether
 //! they run in the embedded worker or in a Lambda function.
 
+#[cfg(feature = "contract")]
+pub mod contract;
+pub mod message;
+pub mod onboarding;
+pub mod outcome;
 pub mod queue;
 pub mod store;
+pub mod tenant;
