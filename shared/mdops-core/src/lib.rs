@@ -20,6 +20,7 @@ pub mod contract;
 pub mod message;
 pub mod onboarding;
 pub mod outcome;
+pub mod permissions;
 pub mod queue;
 pub mod store;
 pub mod tenant;
