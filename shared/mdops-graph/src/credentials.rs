@@ -1,0 +1,523 @@
+//! Credentials per customer tenant, through `azure_identity`, and the transport they use.
+//!
+//! Each tenant registers one [`CredentialSource`]; the client builds the matching `azure_identity`
+//! credential once and keeps it, so its token cache serves every call for that tenant (tokens are
+//! refreshed by the credential when within 5 minutes of expiry). Token requests go through
+//! [`IdentityTransport`], which sends them on the client's own `reqwest` pool and, when the
+//! authority host is a loopback `http://` URL (the simulated tenant), rewrites the `https` URL the
+//! credential insists on to plain `http` — for that loopback host only; every other host is refused.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use azure_core::cloud::{CloudConfiguration, CustomConfiguration};
+use azure_core::credentials::{Secret, SecretBytes, TokenCredential};
+use azure_core::http::headers::{HeaderName, HeaderValue, Headers};
+use azure_core::http::{AsyncRawResponse, ClientOptions, HttpClient, Method, Request, RetryOptions, Transport};
+use azure_identity::{
+    ClientCertificateCredential, ClientCertificateCredentialOptions, ClientSecretCredential,
+    ClientSecretCredentialOptions, ManagedIdentityCredential, ManagedIdentityCredentialOptions, UserAssignedId,
+    WorkloadIdentityCredential, WorkloadIdentityCredentialOptions,
+};
+use base64::Engine;
+use secrecy::{ExposeSecret, SecretBox, SecretString};
+use url::Url;
+
+use crate::config::{GraphConfig, is_loopback};
+use crate::error::{ErrorClass, GraphError, Result};
+
+/// How the app proves its identity to one customer tenant.
+pub enum CredentialSource {
+    /// App registration with a client secret.
+    ClientSecret {
+        /// Application (client) id.
+        client_id: String,
+        /// The secret; never logged or shown.
+        secret: SecretString,
+    },
+    /// App registration with a certificate (RSA key).
+    ClientCertificate {
+        /// Application (client) id.
+        client_id: String,
+        /// The certificate and its private key.
+        certificate: CertificateSource,
+        /// Password of the PKCS12 bundle, if any.
+        password: Option<SecretString>,
+    },
+    /// Federated token file (Kubernetes workload identity, or any OIDC token written to a file).
+    WorkloadIdentity {
+        /// Application (client) id.
+        client_id: String,
+        /// Path of the file holding the federated token; re-read as it rotates.
+        token_file: PathBuf,
+    },
+    /// The managed identity of the machine (App Service or VM/IMDS). Tokens come from the
+    /// identity's own tenant: use it for the tenant the identity lives in.
+    ManagedIdentity {
+        /// Client id of a user-assigned identity; `None` for the system-assigned one.
+        client_id: Option<String>,
+    },
+}
+
+impl std::fmt::Debug for CredentialSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CredentialSource::ClientSecret { client_id, .. } => f
+                .debug_struct("ClientSecret")
+                .field("client_id", client_id)
+                .finish_non_exhaustive(),
+            CredentialSource::ClientCertificate { client_id, .. } => f
+                .debug_struct("ClientCertificate")
+                .field("client_id", client_id)
+                .finish_non_exhaustive(),
+            CredentialSource::WorkloadIdentity { client_id, token_file } => f
+                .debug_struct("WorkloadIdentity")
+                .field("client_id", client_id)
+                .field("token_file", token_file)
+                .finish(),
+            CredentialSource::ManagedIdentity { client_id } => {
+                f.debug_struct("ManagedIdentity").field("client_id", client_id).finish()
+            }
+        }
+    }
+}
+
+impl CredentialSource {
+    /// The kind, for logs and errors.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CredentialSource::ClientSecret { .. } => "client secret",
+            CredentialSource::ClientCertificate { .. } => "client certificate",
+            CredentialSource::WorkloadIdentity { .. } => "workload identity",
+            CredentialSource::ManagedIdentity { .. } => "managed identity",
+        }
+    }
+}
+
+/// Where a client certificate comes from.
+pub enum CertificateSource {
+    /// A PKCS12 (`.pfx`) bundle with the certificate and its RSA private key.
+    Pkcs12(SecretBox<Vec<u8>>),
+    /// A PEM file holding the certificate and its private key (unencrypted).
+    PemFile(PathBuf),
+}
+
+/// A token request for a tenant failed. Carries the AADSTS code when the identity platform gave one,
+/// and never the credential's secret.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("token request for tenant {tenant} ({credential}) failed: {}: {message}", .aadsts.as_deref().unwrap_or("no AADSTS code"))]
+pub struct TokenError {
+    /// Customer tenant id.
+    pub tenant: String,
+    /// Credential kind (`client secret`, ...).
+    pub credential: &'static str,
+    /// The identity platform's code, e.g. `AADSTS7000215` (invalid secret).
+    pub aadsts: Option<String>,
+    /// HTTP status of the token endpoint's answer, when it answered.
+    pub status: Option<u16>,
+    /// What went wrong, first line of the identity platform's description.
+    pub message: String,
+}
+
+/// Wait suggested after a token endpoint outage.
+const TOKEN_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(10);
+
+impl TokenError {
+    /// Outages (no answer, 5xx, 429) are transient; refusals (bad secret, no consent) are permanent.
+    pub fn classification(&self) -> ErrorClass {
+        match self.status {
+            Some(429) | Some(500..=599) | None => ErrorClass::Transient {
+                retry_after: TOKEN_RETRY_AFTER,
+            },
+            Some(_) => ErrorClass::Permanent,
+        }
+    }
+
+    /// Builds the error from `azure_identity`'s, dropping everything but the description and
+    /// removing `secret` from it should the platform ever echo it.
+    fn from_azure(tenant: &str, credential: &'static str, err: &azure_core::Error, secret: Option<&str>) -> TokenError {
+        let mut status = None;
+        let mut current: Option<&azure_core::Error> = Some(err);
+        while let Some(e) = current {
+            if let Some(s) = e.http_status() {
+                status = Some(u16::from(s));
+                break;
+            }
+            current = std::error::Error::source(e).and_then(|s| s.downcast_ref::<azure_core::Error>());
+        }
+        let mut text = err.to_string();
+        if let Some(secret) = secret.filter(|s| !s.is_empty()) {
+            text = text.replace(secret, "***");
+        }
+        let message = text
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+            .unwrap_or("")
+            .to_string();
+        TokenError {
+            tenant: tenant.to_string(),
+            credential,
+            aadsts: find_aadsts(&text),
+            status,
+            message,
+        }
+    }
+}
+
+/// Finds the first `AADSTS<digits>` code in a description.
+fn find_aadsts(text: &str) -> Option<String> {
+    let start = text.find("AADSTS")?;
+    let digits: String = text[start + 6..].chars().take_while(char::is_ascii_digit).collect();
+    (!digits.is_empty()).then(|| format!("AADSTS{digits}"))
+}
+
+/// One tenant's credential, built once.
+pub(crate) struct TenantCredential {
+    pub(crate) kind: &'static str,
+    credential: Arc<dyn TokenCredential>,
+    /// Kept only to scrub it from error text.
+    secret: Option<SecretString>,
+}
+
+impl TenantCredential {
+    /// Builds the `azure_identity` credential for `tenant`.
+    pub(crate) fn build(
+        tenant: &str,
+        source: CredentialSource,
+        config: &GraphConfig,
+        transport: Arc<IdentityTransport>,
+    ) -> Result<TenantCredential> {
+        let kind = source.kind();
+        let client_options = client_options(config, transport)?;
+        let config_err = |e: azure_core::Error| GraphError::Config {
+            field: "credential",
+            problem: format!("tenant {tenant} ({kind}): {}", first_line(&e.to_string())),
+        };
+        let (credential, secret): (Arc<dyn TokenCredential>, Option<SecretString>) = match source {
+            CredentialSource::ClientSecret { client_id, secret } => {
+                let cred = ClientSecretCredential::new(
+                    tenant,
+                    client_id,
+                    Secret::new(secret.expose_secret().to_string()),
+                    Some(ClientSecretCredentialOptions { client_options }),
+                )
+                .map_err(config_err)?;
+                (cred, Some(secret))
+            }
+            CredentialSource::ClientCertificate {
+                client_id,
+                certificate,
+                password,
+            } => {
+                let pkcs12 = match certificate {
+                    CertificateSource::Pkcs12(bytes) => bytes.expose_secret().clone(),
+                    CertificateSource::PemFile(path) => pem_file_to_pkcs12(&path, password.as_ref())?,
+                };
+                let options = ClientCertificateCredentialOptions {
+                    client_options,
+                    password: password.as_ref().map(|p| Secret::new(p.expose_secret().to_string())),
+                    ..Default::default()
+                };
+                let cred = ClientCertificateCredential::new(
+                    tenant.to_string(),
+                    client_id,
+                    SecretBytes::new(pkcs12),
+                    Some(options),
+                )
+                .map_err(config_err)?;
+                (cred, password)
+            }
+            CredentialSource::WorkloadIdentity { client_id, token_file } => {
+                let mut options = WorkloadIdentityCredentialOptions {
+                    client_id: Some(client_id),
+                    tenant_id: Some(tenant.to_string()),
+                    token_file_path: Some(token_file),
+                    ..Default::default()
+                };
+                options.credential_options.client_options = client_options;
+                (
+                    WorkloadIdentityCredential::new(Some(options)).map_err(config_err)?,
+                    None,
+                )
+            }
+            CredentialSource::ManagedIdentity { client_id } => {
+                let options = ManagedIdentityCredentialOptions {
+                    user_assigned_id: client_id.map(UserAssignedId::ClientId),
+                    client_options,
+                    ..Default::default()
+                };
+                (ManagedIdentityCredential::new(Some(options)).map_err(config_err)?, None)
+            }
+        };
+        Ok(TenantCredential {
+            kind,
+            credential,
+            secret,
+        })
+    }
+
+    /// A bearer token for `scope`, from the credential's cache or freshly requested.
+    pub(crate) async fn token(&self, tenant: &str, scope: &str) -> std::result::Result<SecretString, TokenError> {
+        match self.credential.get_token(&[scope], None).await {
+            Ok(token) => Ok(SecretString::from(token.token.secret().to_string())),
+            Err(e) => {
+                let err =
+                    TokenError::from_azure(tenant, self.kind, &e, self.secret.as_ref().map(|s| s.expose_secret()));
+                tracing::warn!(
+                    tenant,
+                    credential = self.kind,
+                    code = err.aadsts.as_deref(),
+                    status = err.status,
+                    "token request failed: {}",
+                    err.message
+                );
+                Err(err)
+            }
+        }
+    }
+}
+
+fn first_line(s: &str) -> String {
+    s.lines().next().unwrap_or("").to_string()
+}
+
+/// Client options for every credential: our transport, no SDK retries (our own policy decides),
+/// and the configured authority host (as `https`, which the credential requires).
+fn client_options(config: &GraphConfig, transport: Arc<IdentityTransport>) -> Result<ClientOptions> {
+    let mut authority = config.authority_host.clone();
+    if authority.scheme() == "http" {
+        // Validated as loopback by GraphConfig::validate; the transport turns it back into http.
+        authority.set_scheme("https").map_err(|()| GraphError::Config {
+            field: "authority_host",
+            problem: format!("{} cannot be expressed as https", config.authority_host),
+        })?;
+    }
+    let mut custom = CustomConfiguration::default();
+    custom.authority_host = authority.as_str().trim_end_matches('/').to_string();
+    Ok(ClientOptions {
+        transport: Some(Transport::new(transport)),
+        retry: RetryOptions::none(),
+        cloud: Some(Arc::new(CloudConfiguration::Custom(custom))),
+        ..Default::default()
+    })
+}
+
+/// Reads a PEM file with a certificate and its private key and bundles them as PKCS12.
+fn pem_file_to_pkcs12(path: &std::path::Path, password: Option<&SecretString>) -> Result<Vec<u8>> {
+    let problem = |what: String| GraphError::Config {
+        field: "certificate",
+        problem: format!("{}: {what}", path.display()),
+    };
+    let pem = std::fs::read(path).map_err(|e| problem(format!("cannot read: {e}")))?;
+    let key = openssl::pkey::PKey::private_key_from_pem(&pem)
+        .map_err(|_| problem("holds no readable (unencrypted) private key".into()))?;
+    let mut certs = openssl::x509::X509::stack_from_pem(&pem)
+        .map_err(|_| problem("holds no readable certificate".into()))?
+        .into_iter();
+    let cert = certs.next().ok_or_else(|| problem("holds no certificate".into()))?;
+    let mut builder = openssl::pkcs12::Pkcs12::builder();
+    builder.name("mdops").pkey(&key).cert(&cert);
+    let mut chain = openssl::stack::Stack::new().map_err(|e| problem(format!("openssl: {e}")))?;
+    for c in certs {
+        chain.push(c).map_err(|e| problem(format!("openssl: {e}")))?;
+    }
+    if chain.len() > 0 {
+        builder.ca(chain);
+    }
+    let bundle = builder
+        .build2(password.map(|p| p.expose_secret()).unwrap_or(""))
+        .map_err(|e| problem(format!("cannot bundle as PKCS12: {e}")))?;
+    bundle
+        .to_der()
+        .map_err(|e| problem(format!("cannot encode PKCS12: {e}")))
+}
+
+/// The HTTP transport of every credential: the client's `reqwest` pool, plus the loopback rewrite.
+#[derive(Debug)]
+pub(crate) struct IdentityTransport {
+    http: reqwest::Client,
+    /// `(host, port)` of a loopback authority served over plain http.
+    loopback: Option<(String, u16)>,
+}
+
+impl IdentityTransport {
+    pub(crate) fn new(http: reqwest::Client, config: &GraphConfig) -> IdentityTransport {
+        let a = &config.authority_host;
+        let loopback = (a.scheme() == "http" && is_loopback(a)).then(|| {
+            (
+                a.host_str().unwrap_or_default().to_string(),
+                a.port_or_known_default().unwrap_or(80),
+            )
+        });
+        IdentityTransport { http, loopback }
+    }
+
+    fn target(&self, url: &Url) -> azure_core::Result<Url> {
+        let Some((host, port)) = &self.loopback else {
+            return Ok(url.clone());
+        };
+        let same = url.host_str() == Some(host.as_str()) && url.port_or_known_default() == Some(*port);
+        if !same {
+            // In loopback mode nothing may leave the machine (e.g. a managed identity's IMDS probe).
+            return Err(azure_core::Error::with_message(
+                azure_core::error::ErrorKind::Connection,
+                format!(
+                    "refused: the authority is the loopback host {host}:{port}, so no token request goes to {}",
+                    url.host_str().unwrap_or("?")
+                ),
+            ));
+        }
+        let mut u = url.clone();
+        u.set_scheme("http")
+            .map_err(|()| azure_core::Error::with_message(azure_core::error::ErrorKind::Other, "cannot use http"))?;
+        u.set_port(Some(*port))
+            .map_err(|()| azure_core::Error::with_message(azure_core::error::ErrorKind::Other, "cannot set port"))?;
+        Ok(u)
+    }
+}
+
+#[async_trait]
+impl HttpClient for IdentityTransport {
+    async fn execute_request(&self, request: &Request) -> azure_core::Result<AsyncRawResponse> {
+        use azure_core::error::ErrorKind;
+        let url = self.target(request.url())?;
+        let method = match request.method() {
+            Method::Get => reqwest::Method::GET,
+            Method::Post => reqwest::Method::POST,
+            Method::Put => reqwest::Method::PUT,
+            Method::Patch => reqwest::Method::PATCH,
+            Method::Delete => reqwest::Method::DELETE,
+            Method::Head => reqwest::Method::HEAD,
+            other => {
+                return Err(azure_core::Error::with_message(
+                    ErrorKind::Other,
+                    format!("HTTP method {other:?} is not used by token requests"),
+                ));
+            }
+        };
+        let mut req = self.http.request(method, url);
+        for (name, value) in request.headers().iter() {
+            req = req.header(name.as_str(), value.as_str());
+        }
+        match request.body() {
+            azure_core::http::Body::Bytes(bytes) => req = req.body(bytes.to_vec()),
+            azure_core::http::Body::SeekableStream(_) => {
+                return Err(azure_core::Error::with_message(
+                    ErrorKind::Other,
+                    "streamed bodies are not used by token requests",
+                ));
+            }
+        }
+        let response = req.send().await.map_err(|e| {
+            let kind = if e.is_connect() {
+                ErrorKind::Connection
+            } else {
+                ErrorKind::Io
+            };
+            // without_url: token URLs hold no secret, but keep error text to the cause.
+            azure_core::Error::with_message(kind, format!("token endpoint unreachable: {}", e.without_url()))
+        })?;
+        let status = response.status().as_u16();
+        let headers: HashMap<HeaderName, HeaderValue> = response
+            .headers()
+            .iter()
+            .filter_map(|(k, v)| {
+                v.to_str().ok().map(|v| {
+                    (
+                        HeaderName::from(k.as_str().to_string()),
+                        HeaderValue::from(v.to_string()),
+                    )
+                })
+            })
+            .collect();
+        let body = response.bytes().await.map_err(|e| {
+            azure_core::Error::with_message(ErrorKind::Io, format!("token answer cut short: {}", e.without_url()))
+        })?;
+        Ok(AsyncRawResponse::from_bytes(
+            status.into(),
+            Headers::from(headers),
+            body,
+        ))
+    }
+}
+
+/// Decodes the `roles` claim (application permissions granted) from an access token.
+/// The token is not verified: it came straight from the identity platform over TLS.
+pub fn roles_from_token(token: &str) -> std::result::Result<Vec<String>, String> {
+    let payload = token
+        .split('.')
+        .nth(1)
+        .ok_or("access token is not a JWT (no payload part)")?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .map_err(|e| format!("access token payload is not base64url: {e}"))?;
+    #[derive(serde::Deserialize)]
+    struct Claims {
+        #[serde(default)]
+        roles: Vec<String>,
+    }
+    let claims: Claims =
+        serde_json::from_slice(&bytes).map_err(|e| format!("access token payload is not JSON claims: {e}"))?;
+    Ok(claims.roles)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aadsts_code_is_found_in_a_description() {
+        assert_eq!(
+            find_aadsts("ClientSecretCredential authentication failed. AADSTS7000215: Invalid client secret provided."),
+            Some("AADSTS7000215".into())
+        );
+        assert_eq!(find_aadsts("no code here"), None);
+        assert_eq!(find_aadsts("AADSTS: nothing"), None);
+    }
+
+    #[test]
+    fn roles_claim_is_decoded() {
+        let enc = |v: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
+        let token = format!(
+            "{}.{}.sig",
+            enc(r#"{"alg":"RS256"}"#),
+            enc(r#"{"roles":["User.ReadWrite.All","Group.ReadWrite.All"],"tid":"t"}"#)
+        );
+        assert_eq!(
+            roles_from_token(&token).unwrap(),
+            vec!["User.ReadWrite.All", "Group.ReadWrite.All"]
+        );
+        let no_roles = format!("{}.{}.sig", enc("{}"), enc(r#"{"tid":"t"}"#));
+        assert!(roles_from_token(&no_roles).unwrap().is_empty());
+        assert!(roles_from_token("opaque").is_err());
+    }
+
+    #[test]
+    fn debug_of_a_source_never_shows_the_secret() {
+        let s = CredentialSource::ClientSecret {
+            client_id: "app".into(),
+            secret: SecretString::from("hunter2-very-secret"),
+        };
+        let d = format!("{s:?}");
+        assert!(d.contains("app") && !d.contains("hunter2"), "{d}");
+    }
+
+    #[test]
+    fn token_errors_classify_outages_as_transient() {
+        let mut e = TokenError {
+            tenant: "t".into(),
+            credential: "client secret",
+            aadsts: Some("AADSTS7000215".into()),
+            status: Some(401),
+            message: "Invalid client secret provided.".into(),
+        };
+        assert_eq!(e.classification(), ErrorClass::Permanent);
+        e.status = Some(503);
+        assert!(matches!(e.classification(), ErrorClass::Transient { .. }));
+        e.status = None;
+        assert!(matches!(e.classification(), ErrorClass::Transient { .. }));
+    }
+}
