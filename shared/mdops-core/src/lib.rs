@@ -17,6 +17,7 @@
 
 #[cfg(feature = "contract")]
 pub mod contract;
+pub mod licences;
 pub mod message;
 pub mod onboarding;
 pub mod outcome;
