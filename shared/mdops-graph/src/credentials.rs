@@ -285,18 +285,17 @@ fn first_line(s: &str) -> String {
 }
 
 /// Client options for every credential: our transport, no SDK retries (our own policy decides),
-/// and the configured authority host (as `https`, which the credential requires).
+/// and the authority host. A loopback `http://` authority (the simulated tenant) is given to the
+/// credential as the public authority, which the transport then sends to the loopback host: the
+/// credential insists on https, and its certificate assertions name the public authority as audience.
 fn client_options(config: &GraphConfig, transport: Arc<IdentityTransport>) -> Result<ClientOptions> {
-    let mut authority = config.authority_host.clone();
-    if authority.scheme() == "http" {
-        // Validated as loopback by GraphConfig::validate; the transport turns it back into http.
-        authority.set_scheme("https").map_err(|()| GraphError::Config {
-            field: "authority_host",
-            problem: format!("{} cannot be expressed as https", config.authority_host),
-        })?;
-    }
+    let authority = if transport.loopback.is_some() {
+        PUBLIC_AUTHORITY_HOST.to_string()
+    } else {
+        config.authority_host.as_str().trim_end_matches('/').to_string()
+    };
     let mut custom = CustomConfiguration::default();
-    custom.authority_host = authority.as_str().trim_end_matches('/').to_string();
+    custom.authority_host = authority;
     Ok(ClientOptions {
         transport: Some(Transport::new(transport)),
         retry: RetryOptions::none(),
@@ -304,6 +303,9 @@ fn client_options(config: &GraphConfig, transport: Arc<IdentityTransport>) -> Re
         ..Default::default()
     })
 }
+
+/// The public identity platform, as the credential sees it in loopback mode.
+const PUBLIC_AUTHORITY_HOST: &str = "https://login.microsoftonline.com";
 
 /// Reads a PEM file with a certificate and its private key and bundles them as PKCS12.
 fn pem_file_to_pkcs12(path: &std::path::Path, password: Option<&SecretString>) -> Result<Vec<u8>> {
@@ -339,43 +341,37 @@ fn pem_file_to_pkcs12(path: &std::path::Path, password: Option<&SecretString>) -
 #[derive(Debug)]
 pub(crate) struct IdentityTransport {
     http: reqwest::Client,
-    /// `(host, port)` of a loopback authority served over plain http.
-    loopback: Option<(String, u16)>,
+    /// A loopback authority served over plain http (the simulated tenant), if configured.
+    loopback: Option<Url>,
 }
 
 impl IdentityTransport {
     pub(crate) fn new(http: reqwest::Client, config: &GraphConfig) -> IdentityTransport {
         let a = &config.authority_host;
-        let loopback = (a.scheme() == "http" && is_loopback(a)).then(|| {
-            (
-                a.host_str().unwrap_or_default().to_string(),
-                a.port_or_known_default().unwrap_or(80),
-            )
-        });
+        let loopback = (a.scheme() == "http" && is_loopback(a)).then(|| a.clone());
         IdentityTransport { http, loopback }
     }
 
+    /// Where a token request really goes.
     fn target(&self, url: &Url) -> azure_core::Result<Url> {
-        let Some((host, port)) = &self.loopback else {
+        let Some(loopback) = &self.loopback else {
             return Ok(url.clone());
         };
-        let same = url.host_str() == Some(host.as_str()) && url.port_or_known_default() == Some(*port);
-        if !same {
+        let public = Url::parse(PUBLIC_AUTHORITY_HOST).ok();
+        if url.host_str() != public.as_ref().and_then(|p| p.host_str()) {
             // In loopback mode nothing may leave the machine (e.g. a managed identity's IMDS probe).
             return Err(azure_core::Error::with_message(
                 azure_core::error::ErrorKind::Connection,
                 format!(
-                    "refused: the authority is the loopback host {host}:{port}, so no token request goes to {}",
+                    "refused: the authority is the loopback host {loopback}, so no token request goes to {}",
                     url.host_str().unwrap_or("?")
                 ),
             ));
         }
-        let mut u = url.clone();
-        u.set_scheme("http")
-            .map_err(|()| azure_core::Error::with_message(azure_core::error::ErrorKind::Other, "cannot use http"))?;
-        u.set_port(Some(*port))
-            .map_err(|()| azure_core::Error::with_message(azure_core::error::ErrorKind::Other, "cannot set port"))?;
-        Ok(u)
+        let mut target = loopback.clone();
+        target.set_path(url.path());
+        target.set_query(url.query());
+        Ok(target)
     }
 }
 
@@ -503,6 +499,23 @@ mod tests {
         };
         let d = format!("{s:?}");
         assert!(d.contains("app") && !d.contains("hunter2"), "{d}");
+    }
+
+    #[test]
+    fn loopback_transport_rewrites_the_authority_and_refuses_other_hosts() {
+        let config = GraphConfig::for_base(&Url::parse("http://127.0.0.1:4567").unwrap()).unwrap();
+        let t = IdentityTransport::new(reqwest::Client::new(), &config);
+        let token_url = Url::parse("https://login.microsoftonline.com/contoso/oauth2/v2.0/token?x=1").unwrap();
+        assert_eq!(
+            t.target(&token_url).unwrap().as_str(),
+            "http://127.0.0.1:4567/contoso/oauth2/v2.0/token?x=1"
+        );
+        let imds = Url::parse("http://169.254.169.254/metadata/identity/oauth2/token").unwrap();
+        let e = t.target(&imds).unwrap_err().to_string();
+        assert!(e.contains("169.254.169.254") && e.contains("refused"), "{e}");
+        // Against the real authority nothing is rewritten.
+        let real = IdentityTransport::new(reqwest::Client::new(), &GraphConfig::default());
+        assert_eq!(real.target(&token_url).unwrap(), token_url);
     }
 
     #[test]
