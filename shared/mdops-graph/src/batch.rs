@@ -116,7 +116,13 @@ impl BatchResult {
             method: "BATCH".into(),
             path: format!("$batch item {}", self.id),
             attempts: self.attempts,
-            error: ApiError::from_response(self.status, &body, request_id, String::new(), self.retry_after()),
+            error: Box::new(ApiError::from_response(
+                self.status,
+                &body,
+                request_id,
+                String::new(),
+                self.retry_after(),
+            )),
             lag_window_passed: false,
             next_backoff: policy.backoff(self.attempts),
         })

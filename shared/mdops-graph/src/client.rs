@@ -17,7 +17,9 @@ use uuid::Uuid;
 
 use crate::config::GraphConfig;
 use crate::credentials::{CredentialSource, IdentityTransport, TenantCredential, roles_from_token};
-use crate::error::{ApiError, ErrorClass, GraphError, Result, TransportKind, classify_status, parse_retry_after};
+use crate::error::{
+    ApiError, ErrorClass, GraphError, Result, TransportFailure, TransportKind, classify_status, parse_retry_after,
+};
 use crate::limiter::{Limiter, RequestKind};
 
 /// Most pages a list follows unless the caller says otherwise: at Graph's page sizes (100-999)
@@ -467,12 +469,12 @@ impl TenantGraph {
                         method: call.method.to_string(),
                         path: call.path.to_string(),
                         attempts: attempt,
-                        error,
+                        error: Box::new(error),
                         lag_window_passed,
                         next_backoff: backoff,
                     }
                 }
-                Err((kind, message)) => GraphError::Transport {
+                Err((kind, message)) => GraphError::Transport(Box::new(TransportFailure {
                     tenant: self.tenant.clone(),
                     method: call.method.to_string(),
                     path: call.path.to_string(),
@@ -481,7 +483,7 @@ impl TenantGraph {
                     client_request_id: client_request_id.clone(),
                     attempts: attempt,
                     retry_after: policy.backoff(attempt),
-                },
+                })),
             };
             let class = failure.classification();
             let _enter = span.enter();

@@ -219,7 +219,6 @@ impl TenantCredential {
                 let options = ClientCertificateCredentialOptions {
                     client_options,
                     password: password.as_ref().map(|p| Secret::new(p.expose_secret().to_string())),
-                    ..Default::default()
                 };
                 let cred = ClientCertificateCredential::new(
                     tenant.to_string(),
@@ -247,7 +246,6 @@ impl TenantCredential {
                 let options = ManagedIdentityCredentialOptions {
                     user_assigned_id: client_id.map(UserAssignedId::ClientId),
                     client_options,
-                    ..Default::default()
                 };
                 (ManagedIdentityCredential::new(Some(options)).map_err(config_err)?, None)
             }
@@ -326,7 +324,7 @@ fn pem_file_to_pkcs12(path: &std::path::Path, password: Option<&SecretString>) -
     for c in certs {
         chain.push(c).map_err(|e| problem(format!("openssl: {e}")))?;
     }
-    if chain.len() > 0 {
+    if !chain.is_empty() {
         builder.ca(chain);
     }
     let bundle = builder

@@ -176,6 +176,27 @@ impl fmt::Display for TransportKind {
     }
 }
 
+/// A call that got no answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransportFailure {
+    /// Customer tenant id.
+    pub tenant: String,
+    /// HTTP method.
+    pub method: String,
+    /// Path below the Graph base, without the query.
+    pub path: String,
+    /// What went wrong.
+    pub kind: TransportKind,
+    /// The HTTP client's description (no URL).
+    pub message: String,
+    /// The `client-request-id` we sent.
+    pub client_request_id: String,
+    /// Attempts made in-process.
+    pub attempts: u32,
+    /// Backoff suggested for the next try.
+    pub retry_after: Duration,
+}
+
 /// Every way a Graph call can fail.
 #[derive(Debug, thiserror::Error)]
 pub enum GraphError {
@@ -194,8 +215,8 @@ pub enum GraphError {
         path: String,
         /// Attempts made in-process.
         attempts: u32,
-        /// The decoded answer.
-        error: ApiError,
+        /// The decoded answer (boxed: it is large and errors travel through every `Result`).
+        error: Box<ApiError>,
         /// True when a 404 persisted past the configured replication-lag window.
         lag_window_passed: bool,
         /// Our backoff for the next try, used when the answer carried no `Retry-After`.
@@ -203,26 +224,10 @@ pub enum GraphError {
     },
     /// No answer: timeout, connection refused or reset.
     #[error(
-        "Graph {method} {path} for tenant {tenant} {kind} after {attempts} attempt(s) (client-request-id {client_request_id}): {message}"
+        "Graph {} {} for tenant {} {} after {} attempt(s) (client-request-id {}): {}",
+        .0.method, .0.path, .0.tenant, .0.kind, .0.attempts, .0.client_request_id, .0.message
     )]
-    Transport {
-        /// Customer tenant id.
-        tenant: String,
-        /// HTTP method.
-        method: String,
-        /// Path below the Graph base, without the query.
-        path: String,
-        /// What went wrong.
-        kind: TransportKind,
-        /// The client's description.
-        message: String,
-        /// The `client-request-id` we sent.
-        client_request_id: String,
-        /// Attempts made in-process.
-        attempts: u32,
-        /// Backoff suggested for the next try.
-        retry_after: Duration,
-    },
+    Transport(Box<TransportFailure>),
     /// A token for the tenant could not be had.
     #[error(transparent)]
     Token(#[from] crate::credentials::TokenError),
@@ -301,8 +306,8 @@ impl GraphError {
                 ..
             } => classify_status(error.status, error.retry_after, *lag_window_passed)
                 .with_fallback_wait(error.retry_after.unwrap_or(*next_backoff)),
-            GraphError::Transport { retry_after, .. } => ErrorClass::Transient {
-                retry_after: *retry_after,
+            GraphError::Transport(t) => ErrorClass::Transient {
+                retry_after: t.retry_after,
             },
             GraphError::Token(t) => t.classification(),
             GraphError::Limited { wait, .. } => ErrorClass::Throttled { retry_after: *wait },
@@ -317,7 +322,7 @@ impl GraphError {
     /// The decoded Graph answer, when Graph answered.
     pub fn api(&self) -> Option<&ApiError> {
         match self {
-            GraphError::Api { error, .. } => Some(error),
+            GraphError::Api { error, .. } => Some(error.as_ref()),
             _ => None,
         }
     }
@@ -332,7 +337,7 @@ impl GraphError {
     pub fn code(&self) -> &str {
         match self {
             GraphError::Api { error, .. } => &error.code,
-            GraphError::Transport { kind, .. } => match kind {
+            GraphError::Transport(t) => match t.kind {
                 TransportKind::Timeout => "Timeout",
                 TransportKind::Connect => "ConnectFailed",
                 TransportKind::Reset => "ConnectionReset",
@@ -364,7 +369,7 @@ impl GraphError {
     pub fn client_request_id(&self) -> Option<&str> {
         match self {
             GraphError::Api { error, .. } => Some(&error.client_request_id),
-            GraphError::Transport { client_request_id, .. } => Some(client_request_id),
+            GraphError::Transport(t) => Some(&t.client_request_id),
             _ => None,
         }
     }
@@ -452,7 +457,13 @@ mod tests {
             method: "POST".into(),
             path: "/users".into(),
             attempts: 1,
-            error: ApiError::from_response(status, body.as_bytes(), None, "crid".into(), retry_after),
+            error: Box::new(ApiError::from_response(
+                status,
+                body.as_bytes(),
+                None,
+                "crid".into(),
+                retry_after,
+            )),
             lag_window_passed: false,
             next_backoff: Duration::from_secs(2),
         }
@@ -501,25 +512,11 @@ mod tests {
 
     #[test]
     fn statuses_are_classified_once() {
-        let s = Some(Duration::from_millis(1500));
-        assert_eq!(
-            classify_status(429, s, false),
-            ErrorClass::Throttled {
-                retry_after: s.unwrap()
-            }
-        );
-        assert_eq!(
-            classify_status(503, s, false),
-            ErrorClass::Throttled {
-                retry_after: s.unwrap()
-            }
-        );
-        assert_eq!(
-            classify_status(504, s, false),
-            ErrorClass::Throttled {
-                retry_after: s.unwrap()
-            }
-        );
+        let d = Duration::from_millis(1500);
+        let s = Some(d);
+        assert_eq!(classify_status(429, s, false), ErrorClass::Throttled { retry_after: d });
+        assert_eq!(classify_status(503, s, false), ErrorClass::Throttled { retry_after: d });
+        assert_eq!(classify_status(504, s, false), ErrorClass::Throttled { retry_after: d });
         assert!(matches!(
             classify_status(503, None, false),
             ErrorClass::Transient { .. }
