@@ -175,6 +175,9 @@ pub enum Begin {
         attempt: u32,
         deps: BTreeMap<String, serde_json::Value>,
         run: RunRecord,
+        /// When the previous attempt started, if there was one: a step whose create may not have
+        /// replicated yet waits out the lag window before creating again.
+        previous_start: Option<DateTime<Utc>>,
     },
     /// The step is already done: acknowledge the message.
     AlreadyDone,
@@ -452,6 +455,7 @@ impl<'a> Runs<'a> {
                         attempt: next.attempts,
                         deps,
                         run: loaded.run,
+                        previous_start: step.started_at,
                     });
                 }
                 Err(StoreError::ConditionFailed { .. }) => continue,

@@ -1,0 +1,24 @@
+//! `mdops-handlers`: the handlers of mdops and the embedded worker that runs them.
+//!
+//! A handler takes one queue message and the ports ([`Deps`]) and returns a [`Disposition`]: what
+//! the transport must do with the message (delete it, dead-letter it with a reason, or leave it to
+//! come back). The embedded [`worker`] and the Lambda functions under `functions/` are the two
+//! transports; neither contains domain logic.
+//!
+//! Layout:
+//! - [`deps`]: the ports a handler gets (store, queue, Graph per tenant, clock).
+//! - [`reach`]: from a tenant id to a ready `TenantGraph`: registry lookup, credential resolution
+//!   (by reference: env var, file, certificate, ...), registration with the shared Graph client.
+//! - [`disposition`]: what to do with a message, and how a Graph error becomes a step outcome.
+//! - [`onboarding`]: enrollment and the onboarding-step handler; one file per step in
+//!   [`onboarding::steps`].
+//! - [`worker`]: the embedded poll loop with bounded concurrency and the deadline ticker.
+
+pub mod deps;
+pub mod disposition;
+pub mod onboarding;
+pub mod reach;
+pub mod worker;
+
+pub use deps::{Clock, Deps};
+pub use disposition::Disposition;

@@ -1,0 +1,255 @@
+//! Onboarding: enrollment (create or join a run, send its root steps) and the step handler (one
+//! message = one step = one Graph action).
+
+pub mod steps;
+
+use std::time::Duration;
+
+use mdops_core::message::decode;
+use mdops_core::onboarding::runs::{Begin, Enrollment, RetryDecision, RunError, Runs};
+use mdops_core::onboarding::{StepKind, StepMessage, plan};
+use mdops_core::outcome::StepOutcome;
+use mdops_core::queue::{Failure, OutgoingMessage, QueueError, QueueName};
+use mdops_core::tenant::{RegistryError, TenantRegistry};
+use tracing::Instrument;
+
+use crate::deps::Deps;
+use crate::disposition::{Disposition, REDELIVER_AFTER};
+use steps::StepContext;
+
+/// Longest delay a queue message can carry (SQS: 15 minutes). Longer waits are re-sent in hops.
+pub const MAX_QUEUE_DELAY: Duration = Duration::from_secs(15 * 60);
+/// Most messages one send_batch carries (SQS's limit).
+const SEND_BATCH: usize = 10;
+
+/// Why an enrollment could not be taken.
+#[derive(Debug, thiserror::Error)]
+pub enum EnrollError {
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error(transparent)]
+    Runs(#[from] RunError),
+    #[error("could not queue the first steps of run {run_id}: {source} (they are re-sent by the deadline ticker)")]
+    Queue {
+        run_id: String,
+        #[source]
+        source: QueueError,
+    },
+}
+
+impl EnrollError {
+    /// True when retrying without a person's help cannot succeed (the tenant is not registered).
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, EnrollError::Registry(RegistryError::NotRegistered(_)))
+    }
+}
+
+/// Starts onboarding a registered tenant, or joins its run in progress.
+pub async fn enroll(deps: &Deps, tenant_id: &str, requested_by: &str) -> Result<Enrollment, EnrollError> {
+    let tenant = TenantRegistry::new(deps.store.as_ref()).require(tenant_id).await?;
+    let runs = Runs::new(deps.store.as_ref(), deps.runs);
+    let enrollment = runs
+        .enroll(&tenant.tenant_id, &plan(), requested_by, deps.now())
+        .await?;
+    if let Enrollment::Created { run_id, messages } = &enrollment {
+        send_steps(deps, messages, Duration::ZERO)
+            .await
+            .map_err(|source| EnrollError::Queue {
+                run_id: run_id.clone(),
+                source,
+            })?;
+        tracing::info!(tenant = %tenant.tenant_id, run = %run_id, "onboarding run created");
+    }
+    Ok(enrollment)
+}
+
+/// Sends step messages in batches.
+pub async fn send_steps(deps: &Deps, messages: &[StepMessage], delay: Duration) -> Result<(), QueueError> {
+    for chunk in messages.chunks(SEND_BATCH) {
+        let batch = chunk
+            .iter()
+            .map(|m| OutgoingMessage {
+                body: m.to_body(),
+                delay,
+            })
+            .collect();
+        deps.queue.send_batch(QueueName::Onboarding, batch).await?;
+    }
+    Ok(())
+}
+
+/// Re-sends the steps whose deadline passed (message lost, holder died). Returns how many.
+pub async fn resend_overdue(deps: &Deps, limit: usize) -> Result<usize, EnrollError> {
+    let runs = Runs::new(deps.store.as_ref(), deps.runs);
+    let overdue = runs.overdue(deps.now(), limit).await?;
+    if !overdue.is_empty() {
+        tracing::warn!(count = overdue.len(), "re-sending onboarding steps past their deadline");
+        send_steps(deps, &overdue, Duration::ZERO)
+            .await
+            .map_err(|source| EnrollError::Queue {
+                run_id: "(overdue)".into(),
+                source,
+            })?;
+    }
+    Ok(overdue.len())
+}
+
+fn failure(reason: String, tenant: Option<String>, step: Option<String>, attempts: u32, deps: &Deps) -> Failure {
+    Failure {
+        reason,
+        tenant,
+        step,
+        attempts,
+        at: deps.now(),
+    }
+}
+
+/// Handles one onboarding-step message.
+pub async fn handle_step(body: &str, receive_count: u32, deps: &Deps) -> Disposition {
+    let message = match decode::<StepMessage>(body) {
+        Ok(m) => m,
+        Err(e) => {
+            return Disposition::DeadLetter(failure(
+                e.to_string(),
+                e.tenant.clone(),
+                e.step.clone(),
+                receive_count,
+                deps,
+            ));
+        }
+    };
+    let span = tracing::info_span!("step", tenant = %message.tenant_id, run = %message.run_id, step = %message.step, attempt = tracing::field::Empty);
+    handle_decoded(message, receive_count, deps).instrument(span).await
+}
+
+async fn handle_decoded(message: StepMessage, receive_count: u32, deps: &Deps) -> Disposition {
+    let runs = Runs::new(deps.store.as_ref(), deps.runs);
+    let tenant_str = Some(message.tenant_id.to_string());
+    let step_str = Some(message.step.clone());
+    let redeliver = |error: String| Disposition::Redeliver {
+        after: REDELIVER_AFTER,
+        error,
+    };
+    let begin = match runs.begin(&message, deps.now()).await {
+        Ok(b) => b,
+        Err(e) => return redeliver(format!("state store: {e}")),
+    };
+    let (attempt, dep_outputs, run, previous_start) = match begin {
+        Begin::Run {
+            attempt,
+            deps,
+            run,
+            previous_start,
+        } => (attempt, deps, run, previous_start),
+        Begin::AlreadyDone | Begin::Busy { .. } => return Disposition::Ack,
+        Begin::NotYet { until } => {
+            let wait = (until - deps.now())
+                .to_std()
+                .unwrap_or(Duration::ZERO)
+                .min(MAX_QUEUE_DELAY);
+            return match send_steps(deps, std::slice::from_ref(&message), wait).await {
+                Ok(()) => Disposition::Ack,
+                Err(e) => redeliver(format!("queue: {e}")),
+            };
+        }
+        Begin::Refused { reason } => {
+            return Disposition::DeadLetter(failure(reason, tenant_str, step_str, receive_count, deps));
+        }
+    };
+    tracing::Span::current().record("attempt", attempt);
+    let kind: StepKind = match message.step.parse() {
+        Ok(k) => k,
+        Err(e) => return Disposition::DeadLetter(failure(e.to_string(), tenant_str, step_str, attempt, deps)),
+    };
+
+    let outcome = match deps.reach.tenant(&message.tenant_id).await {
+        Ok((tenant, graph)) => {
+            let ctx = StepContext {
+                graph: &graph,
+                tenant: &tenant,
+                run: &run,
+                deps: &dep_outputs,
+                attempt,
+                previous_start,
+                queue: deps.queue.as_ref(),
+                now: deps.now(),
+                lag_window: deps.lag_window,
+            };
+            steps::execute(kind, &ctx).await
+        }
+        Err(e) if e.is_permanent() => StepOutcome::failed(e.to_string()),
+        Err(e) => StepOutcome::retry(REDELIVER_AFTER, e.to_string()),
+    };
+    finish(&runs, &message, attempt, outcome, deps).await
+}
+
+async fn finish(
+    runs: &Runs<'_>,
+    message: &StepMessage,
+    attempt: u32,
+    outcome: StepOutcome,
+    deps: &Deps,
+) -> Disposition {
+    let (run_id, step) = (message.run_id.as_str(), message.step.as_str());
+    let fail = |reason: String| {
+        Disposition::DeadLetter(failure(
+            reason,
+            Some(message.tenant_id.to_string()),
+            Some(step.to_string()),
+            attempt,
+            deps,
+        ))
+    };
+    match outcome {
+        StepOutcome::Done { output } => {
+            tracing::info!(
+                created = output.get("created").and_then(|c| c.as_bool()).unwrap_or(false),
+                "step done"
+            );
+            match runs.complete(run_id, step, attempt, output, deps.now()).await {
+                Ok(released) => {
+                    if let Err(e) = send_steps(deps, &released, Duration::ZERO).await {
+                        // Released steps carry deadlines: the ticker sends them if this did not.
+                        tracing::warn!(error = %e, "could not send released steps; the deadline ticker will");
+                    }
+                    Disposition::Ack
+                }
+                Err(e) => Disposition::Redeliver {
+                    after: REDELIVER_AFTER,
+                    error: format!("state store: {e}"),
+                },
+            }
+        }
+        StepOutcome::Retry { after, reason } => {
+            tracing::info!(retry_after_ms = after.as_millis() as u64, %reason, "step will retry");
+            match runs.retry(run_id, step, attempt, &reason, after, deps.now()).await {
+                Ok(RetryDecision::Scheduled { message, delay }) => {
+                    match send_steps(deps, std::slice::from_ref(&message), delay.min(MAX_QUEUE_DELAY)).await {
+                        Ok(()) => Disposition::Ack,
+                        // The step is ready with a deadline: the ticker re-sends it.
+                        Err(e) => {
+                            tracing::warn!(error = %e, "could not queue the retry; the deadline ticker will");
+                            Disposition::Ack
+                        }
+                    }
+                }
+                Ok(RetryDecision::GaveUp { reason }) => fail(reason),
+                Ok(RetryDecision::Stale) => Disposition::Ack,
+                Err(e) => Disposition::Redeliver {
+                    after: REDELIVER_AFTER,
+                    error: format!("state store: {e}"),
+                },
+            }
+        }
+        StepOutcome::Failed { reason } => {
+            tracing::warn!(%reason, "step failed");
+            match runs.fail(run_id, step, attempt, &reason, deps.now()).await {
+                Ok(_) => fail(reason),
+                Err(e) => Disposition::Redeliver {
+                    after: REDELIVER_AFTER,
+                    error: format!("state store: {e}"),
+                },
+            }
+        }
+    }
+}

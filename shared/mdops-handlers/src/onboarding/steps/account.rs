@@ -1,0 +1,90 @@
+//! A service account. Natural key: its userPrincipalName (unique in the tenant: Graph refuses a
+//! duplicate with `ObjectConflict`, so this create can never double). The password is generated
+//! here, sent once, and neither logged nor stored; the provider resets it on first use.
+
+use std::time::Duration;
+
+use mdops_core::onboarding::Account;
+use mdops_core::outcome::StepOutcome;
+use mdops_graph::{GraphError, Query};
+use rand::Rng;
+use rand::seq::SliceRandom;
+use secrecy::{ExposeSecret, SecretString};
+
+use super::{Named, StepContext, ensured};
+
+/// Length of generated passwords (Entra allows up to 256; 24 random characters from four classes
+/// is well past any brute-force horizon).
+const PASSWORD_LEN: usize = 24;
+/// Wait before looking again when Graph says the account exists but reads cannot see it yet.
+const CONFLICT_RETRY: Duration = Duration::from_secs(5);
+
+/// A password with upper, lower, digit and symbol characters, from the OS random source.
+pub fn generate_password() -> SecretString {
+    const UPPER: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ";
+    const LOWER: &[u8] = b"abcdefghijkmnopqrstuvwxyz";
+    const DIGIT: &[u8] = b"23456789";
+    const SYMBOL: &[u8] = b"!@#$%^*-_=+?";
+    let mut rng = rand::rngs::OsRng;
+    let classes = [UPPER, LOWER, DIGIT, SYMBOL];
+    let mut chars: Vec<u8> = classes.iter().map(|c| c[rng.gen_range(0..c.len())]).collect();
+    let all: Vec<u8> = classes.concat();
+    while chars.len() < PASSWORD_LEN {
+        chars.push(all[rng.gen_range(0..all.len())]);
+    }
+    chars.shuffle(&mut rng);
+    SecretString::from(String::from_utf8(chars).expect("ASCII"))
+}
+
+pub async fn run(ctx: &StepContext<'_>, account: Account) -> Result<StepOutcome, GraphError> {
+    let upn = account.upn(ctx.tenant);
+    if let Some(user) = ctx
+        .graph
+        .get_opt::<Named>(&format!("users/{upn}"), &Query::select(&["id", "displayName"]))
+        .await?
+    {
+        return Ok(ensured(&user.id, false));
+    }
+    let password = generate_password();
+    let mut body = serde_json::json!({
+        "accountEnabled": true,
+        "displayName": account.display_name(),
+        "mailNickname": account.mail_nickname(&ctx.tenant.settings.account_prefix),
+        "userPrincipalName": upn,
+        "passwordProfile": {
+            "forceChangePasswordNextSignIn": true,
+            "password": password.expose_secret(),
+        },
+    });
+    if let Some(location) = &ctx.tenant.settings.usage_location {
+        body["usageLocation"] = serde_json::Value::String(location.clone());
+    }
+    match ctx.graph.post::<_, Named>("users", &body).await {
+        Ok(user) => Ok(ensured(&user.id, true)),
+        // Created by an earlier attempt whose answer we lost, and not readable yet.
+        Err(e) if e.is_object_conflict("userPrincipalName") => Ok(StepOutcome::retry(
+            CONFLICT_RETRY,
+            format!("{upn} exists but is not readable yet (replication lag)"),
+        )),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_long_mixed_and_different() {
+        let a = generate_password();
+        let b = generate_password();
+        let s = a.expose_secret();
+        assert_eq!(s.len(), PASSWORD_LEN);
+        assert!(s.chars().any(|c| c.is_ascii_uppercase()));
+        assert!(s.chars().any(|c| c.is_ascii_lowercase()));
+        assert!(s.chars().any(|c| c.is_ascii_digit()));
+        assert!(s.chars().any(|c| !c.is_ascii_alphanumeric()));
+        assert_ne!(s, b.expose_secret());
+        assert!(!format!("{a:?}").contains(s), "Debug must not print the password");
+    }
+}

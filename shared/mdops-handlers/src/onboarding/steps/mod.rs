@@ -1,0 +1,115 @@
+//! One file per onboarding step, each the same shape: the natural key it finds the object by,
+//! `find`, `create` only if missing, and what it records (the object id and whether it wrote).
+//! Adding a step is a file here, a variant of `StepKind` and a line in `plan()`.
+
+mod account;
+mod group;
+mod group_description;
+mod inventory;
+mod licences;
+mod mdm_authority;
+mod preflight;
+mod role_membership;
+mod security_baseline;
+mod update_policy;
+mod update_policy_assignment;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use mdops_core::onboarding::StepKind;
+use mdops_core::onboarding::runs::RunRecord;
+use mdops_core::outcome::StepOutcome;
+use mdops_core::queue::Queue;
+use mdops_core::tenant::Tenant;
+use mdops_graph::{GraphError, TenantGraph};
+use serde::Deserialize;
+
+use crate::disposition::outcome_for;
+
+/// Pages a step reads at most from one collection (100 items a page by default): bounded, and
+/// far above what onboarding meets in a tenant.
+pub const MAX_PAGES: usize = 50;
+
+/// What a step runs with.
+pub struct StepContext<'a> {
+    pub graph: &'a TenantGraph,
+    pub tenant: &'a Tenant,
+    pub run: &'a RunRecord,
+    /// Outputs of the steps this one depends on, by step name.
+    pub deps: &'a BTreeMap<String, serde_json::Value>,
+    pub attempt: u32,
+    /// Start of the previous attempt, if any.
+    pub previous_start: Option<DateTime<Utc>>,
+    pub queue: &'a dyn Queue,
+    pub now: DateTime<Utc>,
+    /// How long a create may take to become visible to reads (replication lag).
+    pub lag_window: Duration,
+}
+
+impl StepContext<'_> {
+    /// The `id` a dependency recorded, or a failed outcome naming it.
+    pub fn dep_id(&self, step: &str) -> Result<String, StepOutcome> {
+        self.deps
+            .get(step)
+            .and_then(|o| o.get("id"))
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+            .ok_or_else(|| StepOutcome::failed(format!("step {step} recorded no object id; re-run it")))
+    }
+
+    /// For objects whose natural key Graph does not keep unique (groups, device configurations):
+    /// an earlier attempt may have created the object moments ago without it being readable yet.
+    /// Wait out the replication-lag window since that attempt before creating again.
+    pub fn wait_before_create(&self) -> Option<StepOutcome> {
+        let previous = self.previous_start?;
+        let since = (self.now - previous).to_std().unwrap_or(Duration::ZERO);
+        let remaining = self.lag_window.checked_sub(since)?;
+        if remaining.is_zero() {
+            return None;
+        }
+        Some(StepOutcome::retry(
+            remaining,
+            "an earlier attempt may have created the object; waiting for replication before creating again",
+        ))
+    }
+}
+
+/// A Graph collection page's items (`value`).
+#[derive(Debug, Deserialize)]
+pub struct Collection<T> {
+    pub value: Vec<T>,
+}
+
+/// An object of which only the id and display name are read.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Named {
+    pub id: String,
+    #[serde(default)]
+    pub display_name: Option<String>,
+}
+
+/// Output of a step that ensured one object.
+pub fn ensured(id: &str, created: bool) -> StepOutcome {
+    StepOutcome::done(serde_json::json!({ "id": id, "created": created }))
+}
+
+/// Runs one step; a Graph error becomes `Retry` or `Failed` by its classification.
+pub async fn execute(kind: StepKind, ctx: &StepContext<'_>) -> StepOutcome {
+    let result: Result<StepOutcome, GraphError> = match kind {
+        StepKind::Preflight => preflight::run(ctx).await,
+        StepKind::MdmAuthority => mdm_authority::run(ctx).await,
+        StepKind::Account(account) => account::run(ctx, account).await,
+        StepKind::RoleMembership(account, role) => role_membership::run(ctx, account, role).await,
+        StepKind::Group(ring) => group::run(ctx, ring).await,
+        StepKind::GroupDescription(ring) => group_description::run(ctx, ring).await,
+        StepKind::UpdatePolicy(ring) => update_policy::run(ctx, ring).await,
+        StepKind::UpdatePolicyAssignment(ring) => update_policy_assignment::run(ctx, ring).await,
+        StepKind::SecurityBaseline => security_baseline::run(ctx).await,
+        StepKind::Inventory(inventory) => inventory::run(ctx, inventory).await,
+        StepKind::Licences => licences::run(ctx).await,
+    };
+    result.unwrap_or_else(|e| outcome_for(&e))
+}
