@@ -1,0 +1,666 @@
+//! The [`Queue`] port on Amazon SQS: one standard queue per logical queue, each with a
+//! dead-letter queue through a redrive policy (`maxReceiveCount`).
+//!
+//! Dead-letter reasons are kept in two places, so both causes show theirs:
+//! - every failure ([`Queue::record_failure`], [`Queue::dead_letter`]) is an item in the state
+//!   table under `~msgfail#<message id>`, so the last error of a message that SQS redrives by the
+//!   receive limit is still findable (SQS moves it untouched, keeping its id);
+//! - a message a handler dead-letters is *sent* to the DLQ by us with `mdops-*` message
+//!   attributes (cause, failure, source id, receive count, times), then deleted from its queue.
+//!
+//! Reading dead letters peeks: receive with a short visibility until the DLQ is exhausted (bounded),
+//! dedupe by message id, make them visible again at once, and sort by dead-lettering time.
+//! `replay` is receive -> send to the source -> delete, because `StartMessageMoveTask` cannot pick
+//! messages and is missing from the emulator.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_sqs::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_sqs::types::{
+    ChangeMessageVisibilityBatchRequestEntry, Message, MessageAttributeValue, MessageSystemAttributeName,
+    SendMessageBatchRequestEntry,
+};
+use chrono::{DateTime, Utc};
+use mdops_core::queue::{
+    DeadLetter, DeadLetterCause, Failure, OutgoingMessage, Queue, QueueError, QueueName, QueueSettings, ReceivedMessage,
+};
+
+use crate::dynamo::sortable_time;
+
+/// Most messages in one send or receive call (SQS).
+pub const MAX_BATCH: usize = 10;
+/// Longest send delay (SQS: 15 minutes).
+pub const MAX_DELAY: Duration = Duration::from_secs(15 * 60);
+/// Longest receive wait (SQS long polling: 20 seconds).
+pub const MAX_WAIT: Duration = Duration::from_secs(20);
+/// Longest visibility timeout (SQS: 12 hours).
+pub const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 60 * 60);
+/// Largest message body (the classic SQS limit; every mdops message is far smaller).
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+/// Most dead letters one listing, replay or purge looks at. An operator with more than this in one
+/// DLQ has a systemic failure to fix first; the rest are reached after replaying or purging these.
+pub const MAX_PEEK: usize = 1000;
+/// How long peeked dead letters stay hidden if the peeker dies before making them visible again.
+const PEEK_VISIBILITY: i32 = 30;
+/// How long failure records are kept (the SQS maximum retention, 14 days), via the table's TTL.
+const FAILURE_RETENTION: chrono::Duration = chrono::Duration::days(14);
+/// Partition prefix of failure records in the state table.
+pub const FAILURE_PREFIX: &str = "~msgfail#";
+
+/// Message attributes set on the dead letters mdops sends itself.
+mod attr {
+    pub const CAUSE: &str = "mdops-cause";
+    pub const FAILURE: &str = "mdops-failure";
+    pub const SOURCE_ID: &str = "mdops-source-id";
+    pub const RECEIVE_COUNT: &str = "mdops-receive-count";
+    pub const DEAD_LETTERED_AT: &str = "mdops-dead-lettered-at";
+}
+
+/// URLs of one logical queue and its dead-letter queue.
+#[derive(Debug, Clone)]
+pub struct QueueUrls {
+    pub source: String,
+    pub dead_letter: String,
+}
+
+/// The SQS queue. Cheap to clone; clones share the clients.
+#[derive(Clone, Debug)]
+pub struct SqsQueue {
+    sqs: aws_sdk_sqs::Client,
+    dynamo: aws_sdk_dynamodb::Client,
+    table: String,
+    urls: HashMap<QueueName, QueueUrls>,
+    settings: QueueSettings,
+}
+
+fn unavailable<E>(what: &str, err: E) -> QueueError
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    QueueError::Unavailable {
+        message: format!("sqs {what}: {}", DisplayErrorContext(&err)),
+        source: Some(Box::new(err)),
+    }
+}
+
+/// Whole seconds for SQS, rounded up so a wait or visibility is never shorter than asked.
+fn seconds(d: Duration) -> i32 {
+    let s = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+    i32::try_from(s).unwrap_or(i32::MAX)
+}
+
+fn string_attr(v: impl Into<String>) -> Result<MessageAttributeValue, QueueError> {
+    MessageAttributeValue::builder()
+        .data_type("String")
+        .string_value(v)
+        .build()
+        .map_err(|e| QueueError::Invalid(format!("message attribute: {e}")))
+}
+
+fn validate_message(m: &OutgoingMessage) -> Result<(), QueueError> {
+    if m.delay > MAX_DELAY {
+        return Err(QueueError::Invalid(format!(
+            "delay {:?} is over the maximum of {MAX_DELAY:?}",
+            m.delay
+        )));
+    }
+    if m.body.len() > MAX_BODY_BYTES {
+        return Err(QueueError::Invalid(format!(
+            "body is {} bytes, over the maximum of {MAX_BODY_BYTES}",
+            m.body.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Is this SQS error about a receipt that no longer holds the message?
+fn is_stale_receipt(code: Option<&str>) -> bool {
+    matches!(
+        code,
+        Some(
+            "ReceiptHandleIsInvalid"
+                | "InvalidReceiptHandle"
+                | "MessageNotInflight"
+                | "AWS.SimpleQueueService.MessageNotInflight"
+        )
+    )
+}
+
+fn system_attr(m: &Message, name: MessageSystemAttributeName) -> Option<&str> {
+    m.attributes().and_then(|a| a.get(&name)).map(String::as_str)
+}
+
+fn user_attr<'a>(m: &'a Message, name: &str) -> Option<&'a str> {
+    m.message_attributes()
+        .and_then(|a| a.get(name))
+        .and_then(|v| v.string_value())
+}
+
+fn sent_at(m: &Message) -> Option<DateTime<Utc>> {
+    system_attr(m, MessageSystemAttributeName::SentTimestamp)
+        .and_then(|ms| ms.parse::<i64>().ok())
+        .and_then(DateTime::from_timestamp_millis)
+}
+
+impl SqsQueue {
+    /// A queue over already created resources: `urls` for every logical queue, failure records in
+    /// `table`. `settings.max_receive_count` must match the redrive policy of the queues.
+    pub fn new(
+        sqs: aws_sdk_sqs::Client,
+        dynamo: aws_sdk_dynamodb::Client,
+        table: impl Into<String>,
+        urls: HashMap<QueueName, QueueUrls>,
+        settings: QueueSettings,
+    ) -> Self {
+        SqsQueue {
+            sqs,
+            dynamo,
+            table: table.into(),
+            urls,
+            settings,
+        }
+    }
+
+    fn urls(&self, queue: QueueName) -> Result<&QueueUrls, QueueError> {
+        self.urls
+            .get(&queue)
+            .ok_or_else(|| QueueError::Invalid(format!("queue {queue} is not configured for this backend")))
+    }
+
+    async fn put_failure(&self, message_id: &str, failure: &Failure) -> Result<(), QueueError> {
+        let raw = serde_json::to_string(failure).map_err(|e| QueueError::Invalid(format!("failure: {e}")))?;
+        let now = Utc::now();
+        self.dynamo
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", AttributeValue::S(format!("{FAILURE_PREFIX}{message_id}")))
+            .item(
+                "sk",
+                AttributeValue::S(format!("{}#{}", sortable_time(now), uuid::Uuid::new_v4().simple())),
+            )
+            .item("failure", AttributeValue::S(raw))
+            .item(
+                "expires_at",
+                AttributeValue::N((now + FAILURE_RETENTION).timestamp().to_string()),
+            )
+            .send()
+            .await
+            .map_err(|e| unavailable("record failure in table", e))?;
+        Ok(())
+    }
+
+    async fn failures(&self, message_id: &str) -> Result<Vec<Failure>, QueueError> {
+        let mut out = Vec::new();
+        let mut start = None;
+        // Pages of up to 1 MB: two pages is already far more failures than a message can have.
+        for _ in 0..10 {
+            let page = self
+                .dynamo
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :p")
+                .expression_attribute_values(":p", AttributeValue::S(format!("{FAILURE_PREFIX}{message_id}")))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| unavailable("read failures from table", e))?;
+            for item in page.items() {
+                let failure = match item.get("failure") {
+                    Some(AttributeValue::S(raw)) => serde_json::from_str(raw).unwrap_or_else(|e| Failure {
+                        reason: format!("undecodable failure record ({e}): {raw}"),
+                        tenant: None,
+                        step: None,
+                        attempts: 0,
+                        at: Utc::now(),
+                    }),
+                    other => Failure {
+                        reason: format!("failure record without a failure attribute: {other:?}"),
+                        tenant: None,
+                        step: None,
+                        attempts: 0,
+                        at: Utc::now(),
+                    },
+                };
+                out.push(failure);
+            }
+            match page.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+
+    /// Receives every message of a dead-letter queue (up to [`MAX_PEEK`]), deduplicated by id, in
+    /// the order first seen. The caller must [`SqsQueue::release`] or delete each.
+    async fn peek(&self, dlq: &str) -> Result<Vec<Message>, QueueError> {
+        let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+        let mut out: Vec<Message> = Vec::new();
+        let mut empty = 0;
+        // Each round returns up to 10; an empty answer twice in a row means the queue is exhausted
+        // (one empty short poll can miss messages on real SQS, which samples servers).
+        for _ in 0..(MAX_PEEK / MAX_BATCH + 10) {
+            if out.len() >= MAX_PEEK || empty >= 2 {
+                break;
+            }
+            let got = self
+                .sqs
+                .receive_message()
+                .queue_url(dlq)
+                .max_number_of_messages(MAX_BATCH as i32)
+                .visibility_timeout(PEEK_VISIBILITY)
+                .wait_time_seconds(0)
+                .message_system_attribute_names(MessageSystemAttributeName::All)
+                .message_attribute_names("All")
+                .send()
+                .await
+                .map_err(|e| unavailable("peek dead letters", e))?;
+            let messages = got.messages();
+            if messages.is_empty() {
+                empty += 1;
+                continue;
+            }
+            empty = 0;
+            for m in messages {
+                let id = m.message_id().unwrap_or_default().to_string();
+                match seen.get(&id) {
+                    // Seen again (its peek visibility ran out): keep the newest receipt.
+                    Some(&i) => out[i] = m.clone(),
+                    None => {
+                        seen.insert(id, out.len());
+                        out.push(m.clone());
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Makes peeked messages visible again at once.
+    async fn release(&self, dlq: &str, messages: &[&Message]) -> Result<(), QueueError> {
+        for chunk in messages.chunks(MAX_BATCH) {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, m)| {
+                    ChangeMessageVisibilityBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(m.receipt_handle().unwrap_or_default())
+                        .visibility_timeout(0)
+                        .build()
+                        .map_err(|e| QueueError::Invalid(format!("change visibility entry: {e}")))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            self.sqs
+                .change_message_visibility_batch()
+                .queue_url(dlq)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| unavailable("release peeked dead letters", e))?;
+        }
+        Ok(())
+    }
+
+    async fn decode_dead_letter(&self, source: QueueName, m: &Message) -> Result<DeadLetter, QueueError> {
+        let id = m.message_id().unwrap_or_default().to_string();
+        let failed_by_handler = user_attr(m, attr::CAUSE) == Some("failed");
+        let source_id = user_attr(m, attr::SOURCE_ID).unwrap_or(&id).to_string();
+        let history = self.failures(&source_id).await?;
+        let (cause, failure, receive_count, at) = if failed_by_handler {
+            let failure = user_attr(m, attr::FAILURE)
+                .and_then(|raw| serde_json::from_str::<Failure>(raw).ok())
+                .or_else(|| history.last().cloned());
+            let count = user_attr(m, attr::RECEIVE_COUNT)
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(0);
+            let at = user_attr(m, attr::DEAD_LETTERED_AT)
+                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| t.with_timezone(&Utc));
+            (DeadLetterCause::Failed, failure, count, at)
+        } else {
+            // Moved by SQS itself: the exact moment is not recorded anywhere; the last failure
+            // recorded for it (else its first send) is the closest known time.
+            let at = history.last().map(|f| f.at).or_else(|| sent_at(m));
+            (
+                DeadLetterCause::MaxReceives,
+                history.last().cloned(),
+                self.settings.max_receive_count,
+                at,
+            )
+        };
+        Ok(DeadLetter {
+            id,
+            source,
+            body: m.body().unwrap_or_default().to_string(),
+            cause,
+            failure,
+            history,
+            receive_count,
+            dead_lettered_at: at.unwrap_or_else(Utc::now),
+        })
+    }
+}
+
+#[async_trait]
+impl Queue for SqsQueue {
+    async fn send(&self, queue: QueueName, message: OutgoingMessage) -> Result<String, QueueError> {
+        validate_message(&message)?;
+        let out = self
+            .sqs
+            .send_message()
+            .queue_url(&self.urls(queue)?.source)
+            .message_body(message.body)
+            .delay_seconds(seconds(message.delay))
+            .send()
+            .await
+            .map_err(|e| unavailable("send message", e))?;
+        out.message_id()
+            .map(str::to_string)
+            .ok_or_else(|| QueueError::Unavailable {
+                message: "sqs send message: answer has no message id".into(),
+                source: None,
+            })
+    }
+
+    async fn send_batch(&self, queue: QueueName, messages: Vec<OutgoingMessage>) -> Result<Vec<String>, QueueError> {
+        if messages.len() > MAX_BATCH {
+            return Err(QueueError::Invalid(format!(
+                "batch of {} messages is over the maximum of {MAX_BATCH}",
+                messages.len()
+            )));
+        }
+        if messages.is_empty() {
+            return Ok(Vec::new());
+        }
+        let count = messages.len();
+        let mut entries = Vec::with_capacity(count);
+        for (i, m) in messages.into_iter().enumerate() {
+            validate_message(&m)?;
+            entries.push(
+                SendMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .message_body(m.body)
+                    .delay_seconds(seconds(m.delay))
+                    .build()
+                    .map_err(|e| QueueError::Invalid(format!("batch entry {i}: {e}")))?,
+            );
+        }
+        let out = self
+            .sqs
+            .send_message_batch()
+            .queue_url(&self.urls(queue)?.source)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map_err(|e| unavailable("send message batch", e))?;
+        if let Some(failed) = out.failed().first() {
+            return Err(QueueError::Unavailable {
+                message: format!(
+                    "sqs send message batch: {} of {count} failed, first: entry {} {} {}",
+                    out.failed().len(),
+                    failed.id(),
+                    failed.code(),
+                    failed.message().unwrap_or_default()
+                ),
+                source: None,
+            });
+        }
+        let by_entry: HashMap<&str, &str> = out.successful().iter().map(|s| (s.id(), s.message_id())).collect();
+        (0..count)
+            .map(|i| {
+                by_entry
+                    .get(i.to_string().as_str())
+                    .map(|id| id.to_string())
+                    .ok_or_else(|| QueueError::Unavailable {
+                        message: format!("sqs send message batch: no result for entry {i}"),
+                        source: None,
+                    })
+            })
+            .collect()
+    }
+
+    async fn receive(
+        &self,
+        queue: QueueName,
+        max: usize,
+        wait: Duration,
+        visibility: Duration,
+    ) -> Result<Vec<ReceivedMessage>, QueueError> {
+        if !(1..=MAX_BATCH).contains(&max) {
+            return Err(QueueError::Invalid(format!(
+                "max {max} must be between 1 and {MAX_BATCH}"
+            )));
+        }
+        if wait > MAX_WAIT {
+            return Err(QueueError::Invalid(format!(
+                "wait {wait:?} is over the maximum of {MAX_WAIT:?}"
+            )));
+        }
+        if visibility > MAX_VISIBILITY {
+            return Err(QueueError::Invalid(format!(
+                "visibility {visibility:?} is over the maximum of {MAX_VISIBILITY:?}"
+            )));
+        }
+        let out = self
+            .sqs
+            .receive_message()
+            .queue_url(&self.urls(queue)?.source)
+            .max_number_of_messages(max as i32)
+            .wait_time_seconds(seconds(wait))
+            .visibility_timeout(seconds(visibility))
+            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
+            .send()
+            .await
+            .map_err(|e| unavailable("receive message", e))?;
+        out.messages()
+            .iter()
+            .map(|m| {
+                let id = m.message_id().unwrap_or_default().to_string();
+                let missing = |what: &str| QueueError::Unavailable {
+                    message: format!("sqs receive message: message {id} has no {what}"),
+                    source: None,
+                };
+                Ok(ReceivedMessage {
+                    receipt: m.receipt_handle().ok_or_else(|| missing("receipt handle"))?.to_string(),
+                    body: m.body().unwrap_or_default().to_string(),
+                    receive_count: system_attr(m, MessageSystemAttributeName::ApproximateReceiveCount)
+                        .and_then(|c| c.parse().ok())
+                        .ok_or_else(|| missing("ApproximateReceiveCount"))?,
+                    sent_at: sent_at(m).ok_or_else(|| missing("SentTimestamp"))?,
+                    id,
+                })
+            })
+            .collect()
+    }
+
+    async fn delete(&self, queue: QueueName, receipt: &str) -> Result<(), QueueError> {
+        self.sqs
+            .delete_message()
+            .queue_url(&self.urls(queue)?.source)
+            .receipt_handle(receipt)
+            .send()
+            .await
+            .map_err(|e| {
+                let e = e.into_service_error();
+                if is_stale_receipt(e.code()) {
+                    QueueError::StaleReceipt { queue }
+                } else {
+                    unavailable("delete message", e)
+                }
+            })?;
+        Ok(())
+    }
+
+    async fn change_visibility(&self, queue: QueueName, receipt: &str, visibility: Duration) -> Result<(), QueueError> {
+        if visibility > MAX_VISIBILITY {
+            return Err(QueueError::Invalid(format!(
+                "visibility {visibility:?} is over the maximum of {MAX_VISIBILITY:?}"
+            )));
+        }
+        self.sqs
+            .change_message_visibility()
+            .queue_url(&self.urls(queue)?.source)
+            .receipt_handle(receipt)
+            .visibility_timeout(seconds(visibility))
+            .send()
+            .await
+            .map_err(|e| {
+                let e = e.into_service_error();
+                if is_stale_receipt(e.code()) {
+                    QueueError::StaleReceipt { queue }
+                } else {
+                    unavailable("change message visibility", e)
+                }
+            })?;
+        Ok(())
+    }
+
+    async fn record_failure(
+        &self,
+        _queue: QueueName,
+        message: &ReceivedMessage,
+        failure: &Failure,
+    ) -> Result<(), QueueError> {
+        self.put_failure(&message.id, failure).await
+    }
+
+    async fn dead_letter(
+        &self,
+        queue: QueueName,
+        message: &ReceivedMessage,
+        failure: &Failure,
+    ) -> Result<(), QueueError> {
+        let urls = self.urls(queue)?.clone();
+        self.put_failure(&message.id, failure).await?;
+        let raw = serde_json::to_string(failure).map_err(|e| QueueError::Invalid(format!("failure: {e}")))?;
+        // Send to the DLQ first, then delete: a crash in between leaves a duplicate (harmless,
+        // visible to the operator), never a lost message.
+        self.sqs
+            .send_message()
+            .queue_url(&urls.dead_letter)
+            .message_body(&message.body)
+            .message_attributes(attr::CAUSE, string_attr("failed")?)
+            .message_attributes(attr::FAILURE, string_attr(raw)?)
+            .message_attributes(attr::SOURCE_ID, string_attr(&message.id)?)
+            .message_attributes(attr::RECEIVE_COUNT, string_attr(message.receive_count.to_string())?)
+            .message_attributes(attr::DEAD_LETTERED_AT, string_attr(sortable_time(Utc::now()))?)
+            .send()
+            .await
+            .map_err(|e| unavailable("send to dead-letter queue", e))?;
+        tracing::warn!(
+            queue = queue.as_str(),
+            message_id = message.id,
+            reason = failure.reason,
+            "message dead-lettered"
+        );
+        self.delete(queue, &message.receipt).await
+    }
+
+    async fn dead_letters(&self, queue: QueueName, limit: usize) -> Result<Vec<DeadLetter>, QueueError> {
+        let dlq = self.urls(queue)?.dead_letter.clone();
+        let peeked = self.peek(&dlq).await?;
+        let decoded = {
+            let mut out = Vec::with_capacity(peeked.len());
+            for m in &peeked {
+                match self.decode_dead_letter(queue, m).await {
+                    Ok(d) => out.push(d),
+                    Err(e) => {
+                        let all: Vec<&Message> = peeked.iter().collect();
+                        self.release(&dlq, &all).await?;
+                        return Err(e);
+                    }
+                }
+            }
+            out
+        };
+        let all: Vec<&Message> = peeked.iter().collect();
+        self.release(&dlq, &all).await?;
+        let mut decoded = decoded;
+        decoded.sort_by(|a, b| {
+            a.dead_lettered_at
+                .cmp(&b.dead_lettered_at)
+                .then_with(|| a.id.cmp(&b.id))
+        });
+        decoded.truncate(limit);
+        Ok(decoded)
+    }
+
+    async fn replay(&self, queue: QueueName, dead_letter_ids: &[String]) -> Result<Vec<String>, QueueError> {
+        let urls = self.urls(queue)?.clone();
+        let peeked = self.peek(&urls.dead_letter).await?;
+        let mut moved = Vec::new();
+        let mut keep = Vec::new();
+        let mut result = Ok(());
+        for m in &peeked {
+            let id = m.message_id().unwrap_or_default();
+            if result.is_err() || !dead_letter_ids.iter().any(|want| want == id) {
+                keep.push(m);
+                continue;
+            }
+            // Send first, then delete from the DLQ: never lost, at worst delivered twice.
+            let sent = self
+                .sqs
+                .send_message()
+                .queue_url(&urls.source)
+                .message_body(m.body().unwrap_or_default())
+                .send()
+                .await
+                .map_err(|e| unavailable("replay: send to source queue", e));
+            if let Err(e) = sent {
+                keep.push(m);
+                result = Err(e);
+                continue;
+            }
+            self.sqs
+                .delete_message()
+                .queue_url(&urls.dead_letter)
+                .receipt_handle(m.receipt_handle().unwrap_or_default())
+                .send()
+                .await
+                .map_err(|e| unavailable("replay: delete from dead-letter queue", e))?;
+            moved.push(id.to_string());
+        }
+        self.release(&urls.dead_letter, &keep).await?;
+        result?;
+        tracing::info!(queue = queue.as_str(), count = moved.len(), "dead letters replayed");
+        Ok(dead_letter_ids
+            .iter()
+            .filter(|id| moved.contains(id))
+            .cloned()
+            .collect())
+    }
+
+    async fn purge(&self, queue: QueueName, dead_letter_ids: &[String]) -> Result<Vec<String>, QueueError> {
+        let dlq = self.urls(queue)?.dead_letter.clone();
+        let peeked = self.peek(&dlq).await?;
+        let mut purged = Vec::new();
+        let mut keep = Vec::new();
+        for m in &peeked {
+            let id = m.message_id().unwrap_or_default();
+            if !dead_letter_ids.iter().any(|want| want == id) {
+                keep.push(m);
+                continue;
+            }
+            self.sqs
+                .delete_message()
+                .queue_url(&dlq)
+                .receipt_handle(m.receipt_handle().unwrap_or_default())
+                .send()
+                .await
+                .map_err(|e| unavailable("purge dead letter", e))?;
+            purged.push(id.to_string());
+        }
+        self.release(&dlq, &keep).await?;
+        Ok(dead_letter_ids
+            .iter()
+            .filter(|id| purged.contains(id))
+            .cloned()
+            .collect())
+    }
+}
