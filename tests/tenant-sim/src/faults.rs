@@ -1,0 +1,79 @@
+//! Fault injection: "fail the next N requests matching method + path prefix" with a status, a reset
+//! connection, or a hang past the client's timeout. Faults are per tenant and consumed in order.
+
+use serde::{Deserialize, Serialize};
+
+/// The longest a hang fault may last, so a forgotten fault cannot hold a connection forever.
+pub const MAX_HANG_MS: u64 = 600_000;
+
+/// A fault to add: which requests it matches, how many, and what happens to them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultSpec {
+    /// HTTP method to match (`GET`, `POST`, ...); `None` matches any.
+    #[serde(default)]
+    pub method: Option<String>,
+    /// Path prefix to match, e.g. `/v1.0/users` or `/contoso/oauth2/v2.0/token`.
+    pub path_prefix: String,
+    /// How many matching requests fail before the fault is used up.
+    pub count: u32,
+    /// What the matching requests get.
+    pub action: FaultAction,
+}
+
+/// What a faulted request gets.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum FaultAction {
+    /// An answer with this status and an OData error body (code defaults by status).
+    Status {
+        /// HTTP status, e.g. 503.
+        status: u16,
+        /// `Retry-After` header value, sent verbatim (`"2"`, `"0.5"`).
+        #[serde(default)]
+        retry_after: Option<String>,
+        /// OData error code; by default derived from the status.
+        #[serde(default)]
+        code: Option<String>,
+    },
+    /// The TCP connection is reset (RST) without an answer.
+    Reset,
+    /// No answer for this long (capped at [`MAX_HANG_MS`]), then a 504.
+    Hang {
+        /// Milliseconds to hang.
+        ms: u64,
+    },
+}
+
+/// A fault as stored: the spec and what is left of its count.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Fault {
+    /// Identifier for the control API.
+    pub id: u64,
+    /// The spec it was added with.
+    pub spec: FaultSpec,
+    /// Matching requests it will still fail.
+    pub remaining: u32,
+}
+
+impl Fault {
+    /// Whether this fault applies to a request.
+    pub fn matches(&self, method: &str, path: &str) -> bool {
+        self.remaining > 0
+            && self
+                .spec
+                .method
+                .as_deref()
+                .is_none_or(|m| m.eq_ignore_ascii_case(method))
+            && path.starts_with(&self.spec.path_prefix)
+    }
+}
+
+/// Takes one use of the first fault matching the request, if any.
+pub fn take_matching(faults: &mut Vec<Fault>, method: &str, path: &str) -> Option<FaultAction> {
+    let fault = faults.iter_mut().find(|f| f.matches(method, path))?;
+    fault.remaining -= 1;
+    let action = fault.spec.action.clone();
+    faults.retain(|f| f.remaining > 0);
+    Some(action)
+}

@@ -1,0 +1,293 @@
+//! `/groups`: list/filter, create (validation, `members@odata.bind`), get, update, delete, and the
+//! member references (`members`, `members/$ref`) with Entra ID's duplicate-reference answer.
+
+use axum::http::StatusCode;
+use serde_json::{Map, Value, json};
+
+use super::odata::{self, GraphError, ListSpec};
+use super::{Ctx, GraphResponse};
+use crate::store::{Obj, Tenant};
+
+const WRITABLE: &[&str] = &[
+    "description",
+    "displayName",
+    "groupTypes",
+    "isAssignableToRole",
+    "mailEnabled",
+    "mailNickname",
+    "securityEnabled",
+    "visibility",
+    "members@odata.bind",
+    "owners@odata.bind",
+];
+
+const SPEC: ListSpec<'static> = ListSpec {
+    entity_set: "groups",
+    type_name: "Group",
+    filterable: &[
+        "id",
+        "displayName",
+        "mailNickname",
+        "mail",
+        "securityEnabled",
+        "mailEnabled",
+    ],
+    count_needs_eventual: true,
+    default_select: None,
+};
+
+/// The message Entra ID answers when a member reference already exists.
+pub const DUPLICATE_REFERENCE: &str =
+    "One or more added object references already exist for the following modified properties: 'members'.";
+
+/// The stored Graph JSON of a group from a validated create body.
+pub fn group_object(id: &str, body: &Map<String, Value>) -> Map<String, Value> {
+    let mut o = Map::new();
+    o.insert("id".into(), json!(id));
+    o.insert("description".into(), Value::Null);
+    o.insert("groupTypes".into(), json!([]));
+    o.insert("mail".into(), Value::Null);
+    o.insert("visibility".into(), Value::Null);
+    o.insert("isAssignableToRole".into(), Value::Null);
+    o.insert(
+        "createdDateTime".into(),
+        json!(chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()),
+    );
+    for (k, v) in body {
+        if !k.ends_with("@odata.bind") {
+            o.insert(k.clone(), v.clone());
+        }
+    }
+    o
+}
+
+/// A visible user or group as a directory object (with `@odata.type`).
+pub fn directory_object(t: &Tenant, id: &str, ctx: &Ctx) -> Option<Map<String, Value>> {
+    if let Some(u) = t.users.get(id, ctx.now) {
+        let mut o = u.data.clone();
+        o.insert("@odata.type".into(), json!("#microsoft.graph.user"));
+        return Some(o);
+    }
+    t.groups.get(id, ctx.now).map(|g| {
+        let mut o = g.data.clone();
+        o.insert("@odata.type".into(), json!("#microsoft.graph.group"));
+        o
+    })
+}
+
+/// The object id in an `@odata.id` reference URL (`https://graph.microsoft.com/v1.0/directoryObjects/{id}`).
+pub fn reference_id(url: &str) -> Option<String> {
+    let last = url.trim_end_matches('/').rsplit('/').next()?;
+    // Also accept the `directoryObjects('{id}')` form.
+    let id = last
+        .strip_prefix("directoryObjects('")
+        .and_then(|s| s.strip_suffix("')"))
+        .unwrap_or(last);
+    uuid::Uuid::parse_str(id).ok().map(|u| u.to_string())
+}
+
+/// The member id of a `POST .../members/$ref` body.
+pub fn ref_body(ctx: &Ctx) -> Result<String, GraphError> {
+    let body = ctx.body_object()?;
+    for k in body.keys() {
+        if k != "@odata.id" {
+            return Err(GraphError::bad_request(format!("Invalid property '{k}'.")));
+        }
+    }
+    body.get("@odata.id")
+        .and_then(Value::as_str)
+        .and_then(reference_id)
+        .ok_or_else(|| GraphError::bad_request("Invalid object identifier in '@odata.id'."))
+}
+
+/// `GET /groups`.
+pub fn list(t: &Tenant, ctx: &Ctx) -> Result<GraphResponse, GraphError> {
+    odata::list(ctx, &SPEC, t.groups.visible(ctx.now).map(|o| o.data.clone()).collect())
+}
+
+/// `GET /groups/$count`.
+pub fn count(t: &Tenant, ctx: &Ctx) -> Result<GraphResponse, GraphError> {
+    if !ctx.eventual() {
+        return Err(GraphError::bad_request(
+            "$count is not currently supported without ConsistencyLevel: eventual.",
+        ));
+    }
+    Ok(GraphResponse::text(
+        StatusCode::OK,
+        t.groups.visible(ctx.now).count().to_string(),
+    ))
+}
+
+/// `GET /groups/{id}`.
+pub fn get(t: &Tenant, ctx: &Ctx, id: &str) -> Result<GraphResponse, GraphError> {
+    let g = t.groups.get(id, ctx.now).ok_or_else(|| GraphError::not_found(id))?;
+    odata::single(ctx, &SPEC, &g.data)
+}
+
+fn validate(body: &Map<String, Value>) -> Result<(), GraphError> {
+    for (k, v) in body {
+        if !WRITABLE.contains(&k.as_str()) {
+            return Err(GraphError::bad_request(format!("Invalid property '{k}'.")));
+        }
+        let bad = || {
+            GraphError::bad_request(format!(
+                "Invalid value specified for property '{k}' of resource 'Group'."
+            ))
+        };
+        match k.as_str() {
+            "mailEnabled" | "securityEnabled" | "isAssignableToRole" if !v.is_boolean() => return Err(bad()),
+            "groupTypes" | "members@odata.bind" | "owners@odata.bind" if !v.is_array() => return Err(bad()),
+            "displayName" if !v.as_str().is_some_and(|s| !s.trim().is_empty()) => return Err(bad()),
+            "mailNickname"
+                if !v.as_str().is_some_and(|s| {
+                    !s.is_empty() && s.chars().all(|c| c.is_ascii() && !" @()\\[]\";:<>,".contains(c))
+                }) =>
+            {
+                return Err(bad());
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// `POST /groups`.
+pub fn create(t: &mut Tenant, ctx: &Ctx) -> Result<GraphResponse, GraphError> {
+    let body = ctx.body_object()?;
+    for required in ["displayName", "mailEnabled", "mailNickname", "securityEnabled"] {
+        if !body.contains_key(required) {
+            return Err(GraphError::bad_request(format!(
+                "Invalid value specified for property '{required}' of resource 'Group'."
+            )));
+        }
+    }
+    validate(body)?;
+    let mut members = Vec::new();
+    for url in body
+        .get("members@odata.bind")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let id = url
+            .as_str()
+            .and_then(reference_id)
+            .ok_or_else(|| GraphError::bad_request("Invalid object identifier in 'members@odata.bind'."))?;
+        if directory_object(t, &id, ctx).is_none() {
+            return Err(GraphError::not_found(&id));
+        }
+        if !members.contains(&id) {
+            members.push(id);
+        }
+    }
+    let id = uuid::Uuid::new_v4().to_string();
+    let data = group_object(&id, body);
+    t.groups.insert(Obj {
+        id: id.clone(),
+        visible_at: ctx.visible_at(),
+        data: data.clone(),
+    });
+    if !members.is_empty() {
+        t.members.insert(id.to_ascii_lowercase(), members);
+    }
+    let mut out = data;
+    out.insert(
+        "@odata.context".into(),
+        json!(format!("{}/v1.0/$metadata#groups/$entity", ctx.base)),
+    );
+    Ok(GraphResponse::json(StatusCode::CREATED, Value::Object(out)))
+}
+
+/// `PATCH /groups/{id}`.
+pub fn update(t: &mut Tenant, ctx: &Ctx, id: &str) -> Result<GraphResponse, GraphError> {
+    let body = ctx.body_object()?;
+    validate(body)?;
+    if body.keys().any(|k| k.ends_with("@odata.bind")) {
+        return Err(GraphError::bad_request(
+            "Use the members/$ref endpoint to change members of an existing group.",
+        ));
+    }
+    let g = t.groups.get_mut(id, ctx.now).ok_or_else(|| GraphError::not_found(id))?;
+    for (k, v) in body {
+        g.data.insert(k.clone(), v.clone());
+    }
+    Ok(GraphResponse::empty(StatusCode::NO_CONTENT))
+}
+
+/// `DELETE /groups/{id}`.
+pub fn delete(t: &mut Tenant, ctx: &Ctx, id: &str) -> Result<GraphResponse, GraphError> {
+    if !t.groups.remove(id, ctx.now) {
+        return Err(GraphError::not_found(id));
+    }
+    t.members.remove(&id.to_ascii_lowercase());
+    for members in t.members.values_mut() {
+        members.retain(|m| !m.eq_ignore_ascii_case(id));
+    }
+    Ok(GraphResponse::empty(StatusCode::NO_CONTENT))
+}
+
+/// Members of a group or role as directory objects.
+pub fn member_objects(t: &Tenant, ctx: &Ctx, container: &str) -> Vec<Map<String, Value>> {
+    t.members
+        .get(&container.to_ascii_lowercase())
+        .into_iter()
+        .flatten()
+        .filter_map(|m| directory_object(t, m, ctx))
+        .collect()
+}
+
+/// `GET /groups/{id}/members`.
+pub fn members(t: &Tenant, ctx: &Ctx, id: &str) -> Result<GraphResponse, GraphError> {
+    let g = t.groups.get(id, ctx.now).ok_or_else(|| GraphError::not_found(id))?;
+    let spec = ListSpec {
+        entity_set: "directoryObjects",
+        type_name: "DirectoryObject",
+        filterable: &["id", "displayName", "userPrincipalName"],
+        count_needs_eventual: true,
+        default_select: None,
+    };
+    odata::list(ctx, &spec, member_objects(t, ctx, &g.id))
+}
+
+/// Adds a member reference to a group or role: 404 for an unknown (or not yet replicated) member,
+/// 400 for a reference that exists.
+pub fn add_reference(t: &mut Tenant, ctx: &Ctx, container: &str, member: &str) -> Result<GraphResponse, GraphError> {
+    if directory_object(t, member, ctx).is_none() {
+        return Err(GraphError::not_found(member));
+    }
+    if t.is_member(container, member) {
+        return Err(GraphError::bad_request(DUPLICATE_REFERENCE));
+    }
+    t.members
+        .entry(container.to_ascii_lowercase())
+        .or_default()
+        .push(member.to_string());
+    Ok(GraphResponse::empty(StatusCode::NO_CONTENT))
+}
+
+/// `POST /groups/{id}/members/$ref`.
+pub fn add_member(t: &mut Tenant, ctx: &Ctx, id: &str) -> Result<GraphResponse, GraphError> {
+    let member = ref_body(ctx)?;
+    let gid = t
+        .groups
+        .get(id, ctx.now)
+        .map(|g| g.id.clone())
+        .ok_or_else(|| GraphError::not_found(id))?;
+    add_reference(t, ctx, &gid, &member)
+}
+
+/// `DELETE /groups/{id}/members/{member}/$ref`.
+pub fn remove_member(t: &mut Tenant, ctx: &Ctx, id: &str, member: &str) -> Result<GraphResponse, GraphError> {
+    let gid = t
+        .groups
+        .get(id, ctx.now)
+        .map(|g| g.id.to_ascii_lowercase())
+        .ok_or_else(|| GraphError::not_found(id))?;
+    let list = t.members.entry(gid).or_default();
+    let before = list.len();
+    list.retain(|m| !m.eq_ignore_ascii_case(member));
+    if list.len() == before {
+        return Err(GraphError::not_found(member));
+    }
+    Ok(GraphResponse::empty(StatusCode::NO_CONTENT))
+}

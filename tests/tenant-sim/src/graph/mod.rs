@@ -1,0 +1,726 @@
+//! Microsoft Graph v1.0 under `/v1.0/`. A request flows: bearer token checked ([`authenticate`]) ->
+//! the tenant's latency -> [`execute`]: faults, route, permission table, throttle quota, then the
+//! handler of its area (users, groups, ...) over `&mut Tenant` -> answer with `request-id` and the
+//! echoed `client-request-id` -> request log. `$batch` items go through [`execute`] one by one.
+
+pub mod batch;
+pub mod device_management;
+pub mod directory;
+pub mod directory_roles;
+pub mod groups;
+pub mod odata;
+pub mod organization;
+pub mod permissions;
+pub mod users;
+
+use std::time::Duration;
+
+use axum::Extension;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use jsonwebtoken::{Algorithm, Validation};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use tokio::time::Instant;
+
+use crate::faults::{self, FaultAction, MAX_HANG_MS};
+use crate::server::{AppState, Connection};
+use crate::store::{Quota, RequestLogEntry, SimState, Tenant};
+pub use odata::GraphError;
+use odata::QueryOptions;
+
+/// Audience of Graph access tokens.
+pub const GRAPH_AUDIENCE: &str = "https://graph.microsoft.com";
+/// Graph's well-known application id, also accepted as audience.
+pub const GRAPH_APP_ID: &str = "00000003-0000-0000-c000-000000000000";
+
+/// The app a Graph request acts as, from its verified token.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// Tenant id (`tid`).
+    pub tenant_id: String,
+    /// Client id (`appid`).
+    pub client_id: String,
+    /// Granted application permissions (`roles`).
+    pub roles: Vec<String>,
+}
+
+/// One Graph request (a top-level request or a `$batch` item).
+#[derive(Debug, Clone)]
+pub struct GraphRequest {
+    /// Method.
+    pub method: Method,
+    /// Path after `/v1.0`, starting with `/`.
+    pub path: String,
+    /// Raw query string.
+    pub query: String,
+    /// Headers.
+    pub headers: HeaderMap,
+    /// JSON body.
+    pub body: Option<Value>,
+}
+
+/// What a handler sees: the request, the time, the caller and the tenant's knobs.
+pub struct Ctx<'a> {
+    /// Now (tokio clock, so tests can pause time).
+    pub now: Instant,
+    /// `http://host:port` as the client addressed us.
+    pub base: &'a str,
+    /// Path after `/v1.0`.
+    pub path: &'a str,
+    /// Method.
+    pub method: &'a Method,
+    /// Raw query string.
+    pub query: &'a str,
+    /// Headers.
+    pub headers: &'a HeaderMap,
+    /// JSON body.
+    pub body: Option<&'a Value>,
+    /// The calling app.
+    pub caller: &'a Caller,
+    /// Page size knob.
+    pub page_size: usize,
+    /// Replication lag knob.
+    pub lag: Duration,
+}
+
+impl Ctx<'_> {
+    /// Parsed query options.
+    pub fn options(&self) -> Result<QueryOptions, GraphError> {
+        QueryOptions::parse(self.query)
+    }
+
+    /// Whether the request carries `ConsistencyLevel: eventual`.
+    pub fn eventual(&self) -> bool {
+        self.headers
+            .get("consistencylevel")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case("eventual"))
+    }
+
+    /// When an object created now becomes visible.
+    pub fn visible_at(&self) -> Instant {
+        self.now + self.lag
+    }
+
+    /// The body as a JSON object, or a 400.
+    pub fn body_object(&self) -> Result<&Map<String, Value>, GraphError> {
+        match self.body {
+            Some(Value::Object(m)) => Ok(m),
+            Some(_) => Err(GraphError::bad_request_generic(
+                "The request body must be a JSON object.",
+            )),
+            None => Err(GraphError::bad_request_generic("Empty Payload. JSON content expected.")),
+        }
+    }
+}
+
+/// A Graph answer before headers common to all answers are added.
+#[derive(Debug, Clone)]
+pub struct GraphResponse {
+    /// Status.
+    pub status: StatusCode,
+    /// Extra headers.
+    pub headers: Vec<(String, String)>,
+    /// Body.
+    pub body: ResponseBody,
+}
+
+/// Body of a [`GraphResponse`].
+#[derive(Debug, Clone)]
+pub enum ResponseBody {
+    /// JSON.
+    Json(Value),
+    /// `text/plain` (e.g. `/users/$count`).
+    Text(String),
+    /// No content.
+    Empty,
+}
+
+impl GraphResponse {
+    /// A JSON answer.
+    pub fn json(status: StatusCode, body: Value) -> Self {
+        Self {
+            status,
+            headers: Vec::new(),
+            body: ResponseBody::Json(body),
+        }
+    }
+
+    /// An answer without body (204, 202).
+    pub fn empty(status: StatusCode) -> Self {
+        Self {
+            status,
+            headers: Vec::new(),
+            body: ResponseBody::Empty,
+        }
+    }
+
+    /// A `text/plain` answer.
+    pub fn text(status: StatusCode, text: String) -> Self {
+        Self {
+            status,
+            headers: Vec::new(),
+            body: ResponseBody::Text(text),
+        }
+    }
+
+    /// The answer to an error, with its OData body and `Retry-After`.
+    pub fn error(err: &GraphError, request_id: &str, client_request_id: Option<&str>) -> Self {
+        let date = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S").to_string();
+        let mut r = Self::json(err.status, err.body(&date, request_id, client_request_id));
+        if let Some(ra) = &err.retry_after {
+            r.headers.push(("Retry-After".into(), ra.clone()));
+        }
+        r
+    }
+}
+
+/// The outcome of executing one request.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Answer it (an error answer gets its request ids when it is sent).
+    Answer(Result<GraphResponse, GraphError>),
+    /// Reset the connection.
+    Reset,
+    /// Hang this long, then answer 504.
+    Hang(Duration),
+}
+
+/// A Graph route with the ids it carries.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Route {
+    /// `/organization`
+    Organization,
+    /// `/organization/{id}`
+    OrganizationItem(String),
+    /// `/organization/{id}/setMobileDeviceManagementAuthority`
+    SetMdmAuthority(String),
+    /// `/users`
+    Users,
+    /// `/users/$count`
+    UsersCount,
+    /// `/users/{id|upn}`
+    User(String),
+    /// `/users/{id}/assignLicense`
+    UserAssignLicense(String),
+    /// `/users/{id}/sendMail`
+    UserSendMail(String),
+    /// `/users/{id}/memberOf`
+    UserMemberOf(String),
+    /// `/groups`
+    Groups,
+    /// `/groups/$count`
+    GroupsCount,
+    /// `/groups/{id}`
+    Group(String),
+    /// `/groups/{id}/members`
+    GroupMembers(String),
+    /// `/groups/{id}/members/$ref`
+    GroupMemberRefs(String),
+    /// `/groups/{id}/members/{member}/$ref`
+    GroupMemberRef(String, String),
+    /// `/directoryRoles`
+    DirectoryRoles,
+    /// `/directoryRoles/{id}` or `/directoryRoles(roleTemplateId='...')`
+    DirectoryRole(String),
+    /// `/directoryRoles/{id}/members`
+    DirectoryRoleMembers(String),
+    /// `/directoryRoles/{id}/members/$ref`
+    DirectoryRoleMemberRefs(String),
+    /// `/deviceManagement/deviceConfigurations`
+    DeviceConfigurations,
+    /// `/deviceManagement/deviceConfigurations/{id}`
+    DeviceConfiguration(String),
+    /// `/deviceManagement/deviceConfigurations/{id}/assign`
+    DeviceConfigurationAssign(String),
+    /// `/deviceManagement/deviceConfigurations/{id}/assignments`
+    DeviceConfigurationAssignments(String),
+    /// `/deviceManagement/detectedApps`
+    DetectedApps,
+    /// `/deviceAppManagement/mobileApps`
+    MobileApps,
+    /// `/devices`
+    Devices,
+    /// `/subscribedSkus`
+    SubscribedSkus,
+    /// `/invitations`
+    Invitations,
+    /// `/$batch`
+    Batch,
+}
+
+impl Route {
+    /// Matches a path (after `/v1.0`); `Err` names the first segment no route knows.
+    pub fn parse(path: &str) -> Result<Route, String> {
+        let segs: Vec<String> = path.split('/').filter(|s| !s.is_empty()).map(percent_decode).collect();
+        let s: Vec<&str> = segs.iter().map(String::as_str).collect();
+        let id = |x: &str| x.to_string();
+        // `/directoryRoles(roleTemplateId='...')` addresses a role by template id.
+        if let Some(first) = s.first()
+            && let Some(rest) = first.strip_prefix("directoryRoles(roleTemplateId=")
+        {
+            let template = rest.trim_end_matches(')').trim_matches('\'');
+            let key = format!("roleTemplateId={template}");
+            return match &s[1..] {
+                [] => Ok(Route::DirectoryRole(key)),
+                ["members"] => Ok(Route::DirectoryRoleMembers(key)),
+                ["members", "$ref"] => Ok(Route::DirectoryRoleMemberRefs(key)),
+                _ => Err(first.to_string()),
+            };
+        }
+        Ok(match s.as_slice() {
+            ["organization"] => Route::Organization,
+            ["organization", o] => Route::OrganizationItem(id(o)),
+            ["organization", o, "setMobileDeviceManagementAuthority"] => Route::SetMdmAuthority(id(o)),
+            ["users"] => Route::Users,
+            ["users", "$count"] => Route::UsersCount,
+            ["users", u] => Route::User(id(u)),
+            ["users", u, "assignLicense"] => Route::UserAssignLicense(id(u)),
+            ["users", u, "sendMail"] => Route::UserSendMail(id(u)),
+            ["users", u, "memberOf"] => Route::UserMemberOf(id(u)),
+            ["groups"] => Route::Groups,
+            ["groups", "$count"] => Route::GroupsCount,
+            ["groups", g] => Route::Group(id(g)),
+            ["groups", g, "members"] => Route::GroupMembers(id(g)),
+            ["groups", g, "members", "$ref"] => Route::GroupMemberRefs(id(g)),
+            ["groups", g, "members", m, "$ref"] => Route::GroupMemberRef(id(g), id(m)),
+            ["directoryRoles"] => Route::DirectoryRoles,
+            ["directoryRoles", r] => Route::DirectoryRole(id(r)),
+            ["directoryRoles", r, "members"] => Route::DirectoryRoleMembers(id(r)),
+            ["directoryRoles", r, "members", "$ref"] => Route::DirectoryRoleMemberRefs(id(r)),
+            ["deviceManagement", "deviceConfigurations"] => Route::DeviceConfigurations,
+            ["deviceManagement", "deviceConfigurations", c] => Route::DeviceConfiguration(id(c)),
+            ["deviceManagement", "deviceConfigurations", c, "assign"] => Route::DeviceConfigurationAssign(id(c)),
+            ["deviceManagement", "deviceConfigurations", c, "assignments"] => {
+                Route::DeviceConfigurationAssignments(id(c))
+            }
+            ["deviceManagement", "detectedApps"] => Route::DetectedApps,
+            ["deviceAppManagement", "mobileApps"] => Route::MobileApps,
+            ["devices"] => Route::Devices,
+            ["subscribedSkus"] => Route::SubscribedSkus,
+            ["invitations"] => Route::Invitations,
+            ["$batch"] => Route::Batch,
+            other => {
+                // Name the deepest segment that did not match, as Graph does.
+                return Err(other.last().copied().unwrap_or("").to_string());
+            }
+        })
+    }
+}
+
+/// Decodes `%XX` escapes of a path segment (invalid escapes are kept as they are).
+pub fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16)
+        {
+            out.push(b);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[derive(Deserialize)]
+struct AccessClaims {
+    tid: String,
+    appid: String,
+    #[serde(default)]
+    roles: Vec<String>,
+}
+
+/// Checks the bearer token: signature by a tenant's key, audience Graph, issuer, lifetime.
+pub fn authenticate(state: &SimState, headers: &HeaderMap) -> Result<Caller, GraphError> {
+    let token = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| GraphError::unauthenticated("Access token is empty."))?;
+    let header = jsonwebtoken::decode_header(token)
+        .map_err(|_| GraphError::unauthenticated("IDX14100: JWT is not well formed."))?;
+    let kid = header.kid.or(header.x5t).unwrap_or_default();
+    let tenant = state
+        .tenants
+        .iter()
+        .find(|t| t.key.kid() == kid)
+        .ok_or_else(|| GraphError::unauthenticated("Access token validation failure: signing key not found."))?;
+    let mut validation = Validation::new(Algorithm::RS256);
+    validation.set_audience(&[GRAPH_AUDIENCE, &format!("{GRAPH_AUDIENCE}/"), GRAPH_APP_ID]);
+    validation.set_issuer(&[format!("https://sts.windows.net/{}/", tenant.id)]);
+    validation.leeway = 0;
+    validation.validate_nbf = true;
+    validation.set_required_spec_claims(&["exp", "nbf", "aud", "iss"]);
+    let data = jsonwebtoken::decode::<AccessClaims>(token, tenant.key.decoding(), &validation).map_err(|e| {
+        use jsonwebtoken::errors::ErrorKind;
+        GraphError::unauthenticated(match e.kind() {
+            ErrorKind::ExpiredSignature => "Lifetime validation failed, the token is expired.".to_string(),
+            ErrorKind::InvalidSignature => "Access token validation failure: invalid signature.".to_string(),
+            ErrorKind::InvalidAudience => "Access token validation failure. Invalid audience.".to_string(),
+            ErrorKind::InvalidIssuer => "Access token validation failure. Invalid issuer.".to_string(),
+            other => format!("Access token validation failure: {other:?}."),
+        })
+    })?;
+    if !data.claims.tid.eq_ignore_ascii_case(&tenant.id) {
+        return Err(GraphError::unauthenticated(
+            "Access token validation failure. Invalid tenant.",
+        ));
+    }
+    Ok(Caller {
+        tenant_id: tenant.id.clone(),
+        client_id: data.claims.appid,
+        roles: data.claims.roles,
+    })
+}
+
+/// Executes one request against the caller's tenant: faults, route, permissions, throttling, handler.
+pub fn execute(state: &mut SimState, caller: &Caller, req: &GraphRequest, base: &str, now: Instant) -> Outcome {
+    let tenant = match state.tenant_mut(&caller.tenant_id) {
+        Some(t) => t,
+        None => {
+            return answer_err(GraphError::unauthenticated(
+                "The tenant of the access token no longer exists.",
+            ));
+        }
+    };
+    let full_path = format!("/v1.0{}", req.path);
+    if let Some(action) = faults::take_matching(&mut tenant.faults, req.method.as_str(), &full_path) {
+        return match action {
+            FaultAction::Status {
+                status,
+                retry_after,
+                code,
+            } => {
+                let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                let code = code.unwrap_or_else(|| default_code(status).to_string());
+                let mut err = GraphError::new(status, &code, "Injected fault.");
+                err.retry_after = retry_after;
+                answer_err(err)
+            }
+            FaultAction::Reset => Outcome::Reset,
+            FaultAction::Hang { ms } => Outcome::Hang(Duration::from_millis(ms.min(MAX_HANG_MS))),
+        };
+    }
+    Outcome::Answer(route_and_run(tenant, caller, req, base, now))
+}
+
+fn answer_err(e: GraphError) -> Outcome {
+    Outcome::Answer(Err(e))
+}
+
+/// The answer to an executed request: the handler's answer, or the OData error with the request ids.
+pub fn finish(
+    r: Result<GraphResponse, GraphError>,
+    request_id: &str,
+    client_request_id: Option<&str>,
+) -> GraphResponse {
+    r.unwrap_or_else(|e| GraphResponse::error(&e, request_id, client_request_id))
+}
+
+fn default_code(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 => "BadRequest",
+        401 => "InvalidAuthenticationToken",
+        403 => "Authorization_RequestDenied",
+        404 => "Request_ResourceNotFound",
+        409 => "Conflict",
+        429 => "TooManyRequests",
+        500 => "InternalServerError",
+        502 => "BadGateway",
+        503 => "ServiceUnavailable",
+        504 => "GatewayTimeout",
+        _ => "UnknownError",
+    }
+}
+
+fn route_and_run(
+    tenant: &mut Tenant,
+    caller: &Caller,
+    req: &GraphRequest,
+    base: &str,
+    now: Instant,
+) -> Result<GraphResponse, GraphError> {
+    let route = Route::parse(&req.path)
+        .map_err(|seg| GraphError::bad_request_generic(format!("Resource not found for the segment '{seg}'.")))?;
+    if route == Route::Batch {
+        return Err(GraphError::bad_request_generic(
+            "A $batch request cannot contain another $batch.",
+        ));
+    }
+    let allowed = permissions::required(&route, &req.method).ok_or_else(|| {
+        GraphError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "Request_BadRequest",
+            format!("The method '{}' is not allowed on this resource.", req.method),
+        )
+    })?;
+    if !caller.roles.iter().any(|r| allowed.contains(&r.as_str())) {
+        return Err(GraphError::forbidden());
+    }
+    if let Some(quota) = permissions::quota(&route, &req.method) {
+        throttle(tenant, &caller.client_id, quota, now)?;
+    }
+    let ctx = Ctx {
+        now,
+        base,
+        path: &req.path,
+        method: &req.method,
+        query: &req.query,
+        headers: &req.headers,
+        body: req.body.as_ref(),
+        caller,
+        page_size: tenant.knobs.page_size,
+        lag: Duration::from_millis(tenant.knobs.replication_lag_ms),
+    };
+    dispatch(route, tenant, &ctx)
+}
+
+fn dispatch(route: Route, t: &mut Tenant, ctx: &Ctx) -> Result<GraphResponse, GraphError> {
+    use Route::*;
+    let m = ctx.method.as_str();
+    match route {
+        Organization => organization::list(t, ctx),
+        OrganizationItem(id) => organization::get(t, ctx, &id),
+        SetMdmAuthority(id) => organization::set_mdm_authority(t, ctx, &id),
+        Users if m == "GET" => users::list(t, ctx),
+        Users => users::create(t, ctx),
+        UsersCount => users::count(t, ctx),
+        User(id) if m == "GET" => users::get(t, ctx, &id),
+        User(id) if m == "PATCH" => users::update(t, ctx, &id),
+        User(id) => users::delete(t, ctx, &id),
+        UserAssignLicense(id) => users::assign_license(t, ctx, &id),
+        UserSendMail(id) => users::send_mail(t, ctx, &id),
+        UserMemberOf(id) => users::member_of(t, ctx, &id),
+        Groups if m == "GET" => groups::list(t, ctx),
+        Groups => groups::create(t, ctx),
+        GroupsCount => groups::count(t, ctx),
+        Group(id) if m == "GET" => groups::get(t, ctx, &id),
+        Group(id) if m == "PATCH" => groups::update(t, ctx, &id),
+        Group(id) => groups::delete(t, ctx, &id),
+        GroupMembers(id) => groups::members(t, ctx, &id),
+        GroupMemberRefs(id) => groups::add_member(t, ctx, &id),
+        GroupMemberRef(id, member) => groups::remove_member(t, ctx, &id, &member),
+        DirectoryRoles => directory_roles::list(t, ctx),
+        DirectoryRole(id) => directory_roles::get(t, ctx, &id),
+        DirectoryRoleMembers(id) => directory_roles::members(t, ctx, &id),
+        DirectoryRoleMemberRefs(id) => directory_roles::add_member(t, ctx, &id),
+        DeviceConfigurations if m == "GET" => device_management::list_configurations(t, ctx),
+        DeviceConfigurations => device_management::create_configuration(t, ctx),
+        DeviceConfiguration(id) if m == "GET" => device_management::get_configuration(t, ctx, &id),
+        DeviceConfiguration(id) if m == "PATCH" => device_management::update_configuration(t, ctx, &id),
+        DeviceConfiguration(id) => device_management::delete_configuration(t, ctx, &id),
+        DeviceConfigurationAssign(id) => device_management::assign(t, ctx, &id),
+        DeviceConfigurationAssignments(id) => device_management::assignments(t, ctx, &id),
+        DetectedApps => device_management::detected_apps(t, ctx),
+        MobileApps if m == "GET" => device_management::list_mobile_apps(t, ctx),
+        MobileApps => device_management::create_mobile_app(t, ctx),
+        Devices => directory::devices(t, ctx),
+        SubscribedSkus => directory::subscribed_skus(t, ctx),
+        Invitations => directory::invite(t, ctx),
+        Batch => Err(GraphError::bad_request_generic("Nested $batch.")),
+    }
+}
+
+/// Counts a write against its quota, or answers 429 when the window is full.
+fn throttle(tenant: &mut Tenant, client_id: &str, quota: Quota, now: Instant) -> Result<(), GraphError> {
+    let k = &tenant.knobs;
+    let (limit, window) = match quota {
+        Quota::IdentityWrite => (
+            k.identity_write_limit,
+            Duration::from_millis(k.identity_write_window_ms),
+        ),
+        Quota::IntuneWrite => (k.intune_write_limit, Duration::from_millis(k.intune_write_window_ms)),
+    };
+    let send_retry_after = quota == Quota::IdentityWrite || k.intune_retry_after;
+    let decimal = k.retry_after_decimal;
+    let q = tenant
+        .throttle
+        .entry((client_id.to_ascii_lowercase(), quota))
+        .or_default();
+    while q.front().is_some_and(|t| now.duration_since(*t) >= window) {
+        q.pop_front();
+    }
+    if q.len() >= limit as usize {
+        let wait = q
+            .front()
+            .map(|t| window.saturating_sub(now.duration_since(*t)))
+            .unwrap_or(window);
+        let mut err = GraphError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "TooManyRequests",
+            "Too many requests. The application has exceeded its request quota for this tenant; retry later.",
+        );
+        if send_retry_after {
+            err.retry_after = Some(format_retry_after(wait, decimal));
+        }
+        return Err(err);
+    }
+    q.push_back(now);
+    Ok(())
+}
+
+/// `Retry-After` as whole seconds (rounded up, at least 1) or as decimal seconds.
+pub fn format_retry_after(wait: Duration, decimal: bool) -> String {
+    if decimal {
+        let secs = wait.as_secs_f64().max(0.001);
+        let s = format!("{secs:.3}");
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        wait.as_millis().div_ceil(1000).max(1).to_string()
+    }
+}
+
+/// `http://host:port` as the client addressed us (for next links and metadata).
+pub fn base_url(headers: &HeaderMap) -> String {
+    let host = headers.get("host").and_then(|v| v.to_str().ok()).unwrap_or("127.0.0.1");
+    format!("http://{host}")
+}
+
+/// Replaces secrets (`password`, `client_secret`, `client_assertion`) in a logged body with `***`.
+pub fn redact(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            for (k, val) in m.iter_mut() {
+                if matches!(k.as_str(), "password" | "client_secret" | "client_assertion") {
+                    *val = Value::String("***".into());
+                } else {
+                    redact(val);
+                }
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(redact),
+        _ => {}
+    }
+}
+
+/// Turns a finished answer into an HTTP response with the common headers.
+pub fn into_http(r: GraphResponse, request_id: &str, client_request_id: Option<&str>) -> Response {
+    let mut resp = match r.body {
+        ResponseBody::Json(v) => (r.status, axum::Json(v)).into_response(),
+        ResponseBody::Text(t) => (r.status, [("content-type", "text/plain")], t).into_response(),
+        ResponseBody::Empty => r.status.into_response(),
+    };
+    let h = resp.headers_mut();
+    for (k, v) in r.headers {
+        if let (Ok(k), Ok(v)) = (HeaderName::try_from(k), HeaderValue::try_from(v)) {
+            h.insert(k, v);
+        }
+    }
+    if let Ok(v) = HeaderValue::try_from(request_id) {
+        h.insert("request-id", v);
+    }
+    if let Some(Ok(v)) = client_request_id.map(HeaderValue::try_from) {
+        h.insert("client-request-id", v);
+    }
+    resp
+}
+
+fn header_str(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
+}
+
+/// The axum handler for everything under `/v1.0/`.
+pub async fn handle(
+    State(app): State<AppState>,
+    Extension(conn): Extension<Connection>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let client_request_id = header_str(&headers, "client-request-id");
+    let base = base_url(&headers);
+    let path = uri.path().strip_prefix("/v1.0").unwrap_or("").to_string();
+    let query = uri.query().unwrap_or("").to_string();
+    let mut entry = RequestLogEntry {
+        seq: 0,
+        time: String::new(),
+        method: method.to_string(),
+        path: uri.path().to_string(),
+        query: query.clone(),
+        status: 0,
+        tenant: None,
+        client_id: None,
+        client_request_id: client_request_id.clone(),
+        request_id: request_id.clone(),
+        body: None,
+        batch_request_id: None,
+    };
+    let parsed_body = if body.is_empty() {
+        Ok(None)
+    } else {
+        serde_json::from_slice::<Value>(&body).map(Some).map_err(|_| {
+            GraphError::bad_request_generic(
+                "Unable to read JSON request payload. Please ensure Content-Type header is set and payload is of valid JSON format.",
+            )
+        })
+    };
+    if let Ok(Some(b)) = &parsed_body {
+        let mut logged = b.clone();
+        redact(&mut logged);
+        entry.body = Some(logged);
+    }
+    let auth = authenticate(&app.shared.lock(), &headers);
+    let (caller, body) = match (auth, parsed_body) {
+        (Ok(c), Ok(b)) => (c, b),
+        (Err(e), _) | (_, Err(e)) => {
+            let r = GraphResponse::error(&e, &request_id, client_request_id.as_deref());
+            return app.answer(entry, r, &request_id, client_request_id.as_deref());
+        }
+    };
+    entry.tenant = Some(caller.tenant_id.clone());
+    entry.client_id = Some(caller.client_id.clone());
+    let latency = app
+        .shared
+        .lock()
+        .tenant(&caller.tenant_id)
+        .map(|t| t.knobs.latency_ms)
+        .unwrap_or(0);
+    if latency > 0 {
+        tokio::time::sleep(Duration::from_millis(latency)).await;
+    }
+    let req = GraphRequest {
+        method,
+        path,
+        query,
+        headers,
+        body,
+    };
+    if req.path.trim_end_matches('/') == "/$batch" {
+        let r = batch::run(&app, &caller, &req, &base, &request_id).await;
+        let r = finish(r, &request_id, client_request_id.as_deref());
+        return app.answer(entry, r, &request_id, client_request_id.as_deref());
+    }
+    let outcome = {
+        let mut st = app.shared.lock();
+        execute(&mut st, &caller, &req, &base, Instant::now())
+    };
+    match outcome {
+        Outcome::Answer(r) => {
+            let r = finish(r, &request_id, client_request_id.as_deref());
+            app.answer(entry, r, &request_id, client_request_id.as_deref())
+        }
+        Outcome::Reset => {
+            app.record(entry);
+            conn.reset().await
+        }
+        Outcome::Hang(d) => {
+            tokio::time::sleep(d).await;
+            let err = GraphError::new(StatusCode::GATEWAY_TIMEOUT, "GatewayTimeout", "Injected hang ended.");
+            let r = GraphResponse::error(&err, &request_id, client_request_id.as_deref());
+            app.answer(entry, r, &request_id, client_request_id.as_deref())
+        }
+    }
+}

@@ -1,0 +1,151 @@
+//! The one table of which application permissions allow which Graph call, and which throttle quota
+//! a call counts against. A token is allowed when its `roles` hold any of the listed permissions
+//! (Microsoft's "least to most privileged" lists, application column).
+
+use axum::http::Method;
+
+use super::Route;
+use crate::store::Quota;
+
+const USER_READ: &[&str] = &[
+    "User.Read.All",
+    "User.ReadWrite.All",
+    "Directory.Read.All",
+    "Directory.ReadWrite.All",
+];
+const USER_WRITE: &[&str] = &["User.ReadWrite.All", "Directory.ReadWrite.All"];
+const LICENSE_WRITE: &[&str] = &[
+    "LicenseAssignment.ReadWrite.All",
+    "User.ReadWrite.All",
+    "Directory.ReadWrite.All",
+];
+const MAIL_SEND: &[&str] = &["Mail.Send"];
+const MEMBER_OF_READ: &[&str] = &[
+    "GroupMember.Read.All",
+    "Group.Read.All",
+    "User.Read.All",
+    "Group.ReadWrite.All",
+    "User.ReadWrite.All",
+    "Directory.Read.All",
+    "Directory.ReadWrite.All",
+];
+const GROUP_READ: &[&str] = &[
+    "Group.Read.All",
+    "Group.ReadWrite.All",
+    "Directory.Read.All",
+    "Directory.ReadWrite.All",
+];
+const GROUP_CREATE: &[&str] = &["Group.Create", "Group.ReadWrite.All", "Directory.ReadWrite.All"];
+const GROUP_WRITE: &[&str] = &["Group.ReadWrite.All", "Directory.ReadWrite.All"];
+const GROUP_MEMBER_READ: &[&str] = &[
+    "GroupMember.Read.All",
+    "Group.Read.All",
+    "GroupMember.ReadWrite.All",
+    "Group.ReadWrite.All",
+    "Directory.Read.All",
+];
+const GROUP_MEMBER_WRITE: &[&str] = &[
+    "GroupMember.ReadWrite.All",
+    "Group.ReadWrite.All",
+    "Directory.ReadWrite.All",
+];
+const ROLE_READ: &[&str] = &[
+    "RoleManagement.Read.Directory",
+    "Directory.Read.All",
+    "RoleManagement.ReadWrite.Directory",
+    "Directory.ReadWrite.All",
+];
+const ROLE_MEMBER_WRITE: &[&str] = &["RoleManagement.ReadWrite.Directory"];
+const ORG_READ: &[&str] = &[
+    "Organization.Read.All",
+    "Organization.ReadWrite.All",
+    "Directory.Read.All",
+    "Directory.ReadWrite.All",
+    "User.Read.All",
+];
+const MDM_AUTHORITY_WRITE: &[&str] = &["DeviceManagementServiceConfig.ReadWrite.All"];
+const DEVICE_CONFIG_READ: &[&str] = &[
+    "DeviceManagementConfiguration.Read.All",
+    "DeviceManagementConfiguration.ReadWrite.All",
+];
+const DEVICE_CONFIG_WRITE: &[&str] = &["DeviceManagementConfiguration.ReadWrite.All"];
+const DETECTED_APPS_READ: &[&str] = &[
+    "DeviceManagementManagedDevices.Read.All",
+    "DeviceManagementManagedDevices.ReadWrite.All",
+];
+const MOBILE_APPS_READ: &[&str] = &["DeviceManagementApps.Read.All", "DeviceManagementApps.ReadWrite.All"];
+const MOBILE_APPS_WRITE: &[&str] = &["DeviceManagementApps.ReadWrite.All"];
+const DEVICES_READ: &[&str] = &[
+    "Device.Read.All",
+    "Device.ReadWrite.All",
+    "Directory.Read.All",
+    "Directory.ReadWrite.All",
+];
+const SKUS_READ: &[&str] = &[
+    "LicenseAssignment.Read.All",
+    "Organization.Read.All",
+    "Organization.ReadWrite.All",
+    "Directory.Read.All",
+    "Directory.ReadWrite.All",
+];
+const INVITE: &[&str] = &["User.Invite.All", "User.ReadWrite.All", "Directory.ReadWrite.All"];
+
+/// Permissions that allow a call, or `None` when the method is not allowed on the route.
+pub fn required(route: &Route, method: &Method) -> Option<&'static [&'static str]> {
+    use Route::*;
+    let m = method.as_str();
+    Some(match (route, m) {
+        (Organization | OrganizationItem(_), "GET") => ORG_READ,
+        (SetMdmAuthority(_), "POST") => MDM_AUTHORITY_WRITE,
+        (Users | UsersCount | User(_), "GET") => USER_READ,
+        (Users, "POST") | (User(_), "PATCH" | "DELETE") => USER_WRITE,
+        (UserAssignLicense(_), "POST") => LICENSE_WRITE,
+        (UserSendMail(_), "POST") => MAIL_SEND,
+        (UserMemberOf(_), "GET") => MEMBER_OF_READ,
+        (Groups | GroupsCount | Group(_), "GET") => GROUP_READ,
+        (Groups, "POST") => GROUP_CREATE,
+        (Group(_), "PATCH" | "DELETE") => GROUP_WRITE,
+        (GroupMembers(_), "GET") => GROUP_MEMBER_READ,
+        (GroupMemberRefs(_), "POST") | (GroupMemberRef(_, _), "DELETE") => GROUP_MEMBER_WRITE,
+        (DirectoryRoles | DirectoryRole(_) | DirectoryRoleMembers(_), "GET") => ROLE_READ,
+        (DirectoryRoleMemberRefs(_), "POST") => ROLE_MEMBER_WRITE,
+        (DeviceConfigurations | DeviceConfiguration(_) | DeviceConfigurationAssignments(_), "GET") => {
+            DEVICE_CONFIG_READ
+        }
+        (DeviceConfigurations, "POST")
+        | (DeviceConfiguration(_), "PATCH" | "DELETE")
+        | (DeviceConfigurationAssign(_), "POST") => DEVICE_CONFIG_WRITE,
+        (DetectedApps, "GET") => DETECTED_APPS_READ,
+        (MobileApps, "GET") => MOBILE_APPS_READ,
+        (MobileApps, "POST") => MOBILE_APPS_WRITE,
+        (Devices, "GET") => DEVICES_READ,
+        (SubscribedSkus, "GET") => SKUS_READ,
+        (Invitations, "POST") => INVITE,
+        _ => return None,
+    })
+}
+
+/// The throttle quota a call counts against, if any (reads are not throttled by the simulator).
+pub fn quota(route: &Route, method: &Method) -> Option<Quota> {
+    use Route::*;
+    if *method == Method::GET {
+        return None;
+    }
+    match route {
+        DeviceConfigurations
+        | DeviceConfiguration(_)
+        | DeviceConfigurationAssign(_)
+        | MobileApps
+        | SetMdmAuthority(_) => Some(Quota::IntuneWrite),
+        Users
+        | User(_)
+        | UserAssignLicense(_)
+        | Groups
+        | Group(_)
+        | GroupMemberRefs(_)
+        | GroupMemberRef(_, _)
+        | DirectoryRoleMemberRefs(_)
+        | Invitations => Some(Quota::IdentityWrite),
+        _ => None,
+    }
+}

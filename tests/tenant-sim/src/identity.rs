@@ -1,0 +1,538 @@
+//! The Microsoft identity platform, per tenant: the v2.0 token endpoint (client credentials with a
+//! secret or a client-assertion JWT), the JWKS and the OpenID configuration; plus issuing app and
+//! user tokens for the control API. Errors have the platform's shape and AADSTS codes.
+
+use std::time::Duration;
+
+use axum::Extension;
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use sha1::{Digest, Sha1};
+
+use crate::SimError;
+use crate::control::types::{IssuedToken, UserTokenRequest};
+use crate::faults::{self, FaultAction, MAX_HANG_MS};
+use crate::graph::{GRAPH_APP_ID, GRAPH_AUDIENCE, base_url};
+use crate::server::{AppState, Connection};
+use crate::store::{App, RequestLogEntry, Tenant};
+
+/// Lifetime of access tokens: `expires_in` 3599, as Entra ID answers (azure_identity treats a token
+/// as stale 5 minutes before expiry, so this must stay well above 300).
+pub const ACCESS_TOKEN_LIFETIME_SECS: i64 = 3599;
+/// The public authority clients put in assertion audiences.
+const PUBLIC_AUTHORITY: &str = "https://login.microsoftonline.com";
+/// `client_assertion_type` of a JWT bearer assertion.
+const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// An identity platform error: HTTP status, OAuth error, AADSTS code and description.
+#[derive(Debug, Clone)]
+pub struct AadError {
+    status: StatusCode,
+    error: &'static str,
+    code: u32,
+    description: String,
+}
+
+impl AadError {
+    fn new(status: StatusCode, error: &'static str, code: u32, description: impl Into<String>) -> Self {
+        Self {
+            status,
+            error,
+            code,
+            description: description.into(),
+        }
+    }
+
+    fn tenant_not_found(address: &str) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            90002,
+            format!(
+                "Tenant '{address}' not found. Check to make sure you have the correct tenant ID and are signing into \
+                 the correct cloud."
+            ),
+        )
+    }
+
+    fn response(&self) -> Response {
+        let trace = uuid::Uuid::new_v4().to_string();
+        let correlation = uuid::Uuid::new_v4().to_string();
+        let ts = chrono::Utc::now().format("%Y-%m-%d %H:%M:%SZ").to_string();
+        let body = json!({
+            "error": self.error,
+            "error_description": format!(
+                "AADSTS{}: {}\r\nTrace ID: {trace}\r\nCorrelation ID: {correlation}\r\nTimestamp: {ts}",
+                self.code, self.description
+            ),
+            "error_codes": [self.code],
+            "timestamp": ts,
+            "trace_id": trace,
+            "correlation_id": correlation,
+            "error_uri": format!("{PUBLIC_AUTHORITY}/error?code={}", self.code),
+        });
+        (self.status, Json(body)).into_response()
+    }
+}
+
+#[derive(Serialize)]
+struct AppClaims<'a> {
+    aud: &'a str,
+    iss: String,
+    iat: i64,
+    nbf: i64,
+    exp: i64,
+    appid: &'a str,
+    appidacr: &'static str,
+    idp: String,
+    idtyp: &'static str,
+    oid: &'a str,
+    sub: &'a str,
+    tid: &'a str,
+    roles: &'a [String],
+    uti: String,
+    ver: &'static str,
+}
+
+/// Issues an app access token for Graph with the app's current granted permissions.
+pub fn issue_app_token(
+    tenant: &Tenant,
+    app: &App,
+    lifetime_secs: i64,
+    with_cert: bool,
+) -> Result<IssuedToken, SimError> {
+    let now = chrono::Utc::now().timestamp();
+    let iss = format!("https://sts.windows.net/{}/", tenant.id);
+    let exp = now + lifetime_secs;
+    let claims = AppClaims {
+        aud: GRAPH_AUDIENCE,
+        idp: iss.clone(),
+        iss,
+        iat: now.min(exp) - 5,
+        nbf: now.min(exp) - 5,
+        exp,
+        appid: &app.client_id,
+        appidacr: if with_cert { "2" } else { "1" },
+        idtyp: "app",
+        oid: &app.object_id,
+        sub: &app.object_id,
+        tid: &tenant.id,
+        roles: &app.permissions,
+        uti: URL_SAFE_NO_PAD.encode(uuid::Uuid::new_v4().as_bytes()),
+        ver: "1.0",
+    };
+    Ok(IssuedToken {
+        access_token: tenant.key.sign(&claims)?,
+        expires_on: exp,
+    })
+}
+
+/// Issues a user (engineer) token for our own API, signed by the tenant's key.
+pub fn issue_user_token(tenant: &Tenant, req: &UserTokenRequest) -> Result<IssuedToken, SimError> {
+    let now = chrono::Utc::now().timestamp();
+    let exp = now + req.lifetime_secs.unwrap_or(ACCESS_TOKEN_LIFETIME_SECS);
+    let oid = req.oid.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let mut claims = Map::new();
+    claims.insert("aud".into(), json!(req.audience));
+    claims.insert("iss".into(), json!(format!("{PUBLIC_AUTHORITY}/{}/v2.0", tenant.id)));
+    claims.insert("iat".into(), json!(now.min(exp) - 5));
+    claims.insert("nbf".into(), json!(now.min(exp) - 5));
+    claims.insert("exp".into(), json!(exp));
+    claims.insert("tid".into(), json!(tenant.id));
+    claims.insert("oid".into(), json!(oid));
+    claims.insert("sub".into(), json!(oid));
+    claims.insert("upn".into(), json!(req.upn));
+    claims.insert("preferred_username".into(), json!(req.upn));
+    claims.insert(
+        "name".into(),
+        json!(req.name.clone().unwrap_or_else(|| req.upn.clone())),
+    );
+    claims.insert("ver".into(), json!("2.0"));
+    if !req.roles.is_empty() {
+        claims.insert("roles".into(), json!(req.roles));
+    }
+    if !req.groups.is_empty() {
+        claims.insert("groups".into(), json!(req.groups));
+    }
+    Ok(IssuedToken {
+        access_token: tenant.key.sign(&claims)?,
+        expires_on: exp,
+    })
+}
+
+/// `GET /{tenant}/discovery/v2.0/keys`.
+pub async fn jwks(State(app): State<AppState>, Path(address): Path<String>) -> Response {
+    let st = app.shared.lock();
+    match st.tenant(&address) {
+        Some(t) => Json(json!({"keys": [t.key.jwk(&format!("{PUBLIC_AUTHORITY}/{}/v2.0", t.id))]})).into_response(),
+        None => AadError::tenant_not_found(&address).response(),
+    }
+}
+
+/// `GET /{tenant}/v2.0/.well-known/openid-configuration`.
+pub async fn openid_configuration(
+    State(app): State<AppState>,
+    Path(address): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let base = base_url(&headers);
+    let st = app.shared.lock();
+    let Some(t) = st.tenant(&address) else {
+        return AadError::tenant_not_found(&address).response();
+    };
+    let tid = &t.id;
+    Json(json!({
+        "issuer": format!("{PUBLIC_AUTHORITY}/{tid}/v2.0"),
+        "token_endpoint": format!("{base}/{tid}/oauth2/v2.0/token"),
+        "authorization_endpoint": format!("{base}/{tid}/oauth2/v2.0/authorize"),
+        "jwks_uri": format!("{base}/{tid}/discovery/v2.0/keys"),
+        "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt", "client_secret_basic"],
+        "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
+        "response_modes_supported": ["query", "fragment", "form_post"],
+        "subject_types_supported": ["pairwise"],
+        "id_token_signing_alg_values_supported": ["RS256"],
+        "scopes_supported": ["openid", "profile", "email", "offline_access"],
+        "claims_supported": ["sub", "iss", "aud", "exp", "iat", "nbf", "name", "oid", "tid", "upn", "roles", "groups"],
+        "tenant_region_scope": "EU",
+        "cloud_instance_name": "microsoftonline.com",
+    }))
+    .into_response()
+}
+
+/// `POST /{tenant}/oauth2/v2.0/token`: client credentials grant.
+pub async fn token(
+    State(app): State<AppState>,
+    Extension(conn): Extension<Connection>,
+    Path(address): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let form: Map<String, Value> = url::form_urlencoded::parse(&body)
+        .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))
+        .collect();
+    let mut logged = Value::Object(form.clone());
+    crate::graph::redact(&mut logged);
+    let path = format!("/{address}/oauth2/v2.0/token");
+    let mut entry = RequestLogEntry {
+        seq: 0,
+        time: String::new(),
+        method: "POST".into(),
+        path: path.clone(),
+        query: String::new(),
+        status: 0,
+        tenant: None,
+        client_id: form.get("client_id").and_then(Value::as_str).map(str::to_string),
+        client_request_id: headers
+            .get("client-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+        request_id: uuid::Uuid::new_v4().to_string(),
+        body: Some(logged),
+        batch_request_id: None,
+    };
+    let (latency, fault) = {
+        let mut st = app.shared.lock();
+        match st.tenant_mut(&address) {
+            Some(t) => {
+                entry.tenant = Some(t.id.clone());
+                (t.knobs.latency_ms, faults::take_matching(&mut t.faults, "POST", &path))
+            }
+            None => (0, None),
+        }
+    };
+    if latency > 0 {
+        tokio::time::sleep(Duration::from_millis(latency)).await;
+    }
+    match fault {
+        Some(FaultAction::Reset) => {
+            app.record(entry);
+            return conn.reset().await;
+        }
+        Some(FaultAction::Hang { ms }) => {
+            tokio::time::sleep(Duration::from_millis(ms.min(MAX_HANG_MS))).await;
+            let e = AadError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "temporarily_unavailable",
+                50196,
+                "Injected hang ended.",
+            );
+            entry.status = 504;
+            app.record(entry);
+            return e.response();
+        }
+        Some(FaultAction::Status {
+            status, retry_after, ..
+        }) => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let mut resp = AadError::new(status, "temporarily_unavailable", 50196, "Injected fault.").response();
+            if let Some(Ok(v)) = retry_after.map(axum::http::HeaderValue::try_from) {
+                resp.headers_mut().insert("retry-after", v);
+            }
+            entry.status = status.as_u16();
+            app.record(entry);
+            return resp;
+        }
+        None => {}
+    }
+    let base = base_url(&headers);
+    let result = {
+        let st = app.shared.lock();
+        grant(st.tenant(&address), &address, &form, &headers, &base)
+    };
+    let resp = match result {
+        Ok(t) => (
+            StatusCode::OK,
+            [("cache-control", "no-store, no-cache")],
+            Json(json!({
+                "token_type": "Bearer",
+                "expires_in": t.expires_on - chrono::Utc::now().timestamp(),
+                "ext_expires_in": t.expires_on - chrono::Utc::now().timestamp(),
+                "access_token": t.access_token,
+            })),
+        )
+            .into_response(),
+        Err(e) => e.response(),
+    };
+    entry.status = resp.status().as_u16();
+    app.record(entry);
+    resp
+}
+
+fn field<'a>(form: &'a Map<String, Value>, name: &str) -> Option<&'a str> {
+    form.get(name).and_then(Value::as_str).filter(|s| !s.is_empty())
+}
+
+fn missing(name: &str) -> AadError {
+    AadError::new(
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        900144,
+        format!("The request body must contain the following parameter: '{name}'."),
+    )
+}
+
+/// Client id and secret from `Authorization: Basic` (client_secret_basic).
+fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
+    let v = headers.get("authorization")?.to_str().ok()?.strip_prefix("Basic ")?;
+    let decoded = String::from_utf8(STANDARD.decode(v.trim()).ok()?).ok()?;
+    let (id, secret) = decoded.split_once(':')?;
+    let dec = |s: &str| {
+        url::form_urlencoded::parse(format!("x={s}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+    };
+    Some((dec(id)?, dec(secret)?))
+}
+
+fn grant(
+    tenant: Option<&Tenant>,
+    address: &str,
+    form: &Map<String, Value>,
+    headers: &HeaderMap,
+    base: &str,
+) -> Result<IssuedToken, AadError> {
+    let tenant = tenant.ok_or_else(|| AadError::tenant_not_found(address))?;
+    let grant_type = field(form, "grant_type").ok_or_else(|| missing("grant_type"))?;
+    if grant_type != "client_credentials" {
+        return Err(AadError::new(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            70003,
+            format!("The app requested an unsupported grant type '{grant_type}'."),
+        ));
+    }
+    let basic = basic_credentials(headers);
+    let client_id = field(form, "client_id")
+        .map(str::to_string)
+        .or_else(|| basic.as_ref().map(|b| b.0.clone()))
+        .ok_or_else(|| missing("client_id"))?;
+    let scope = field(form, "scope").ok_or_else(|| missing("scope"))?;
+    let resource = scope.strip_suffix("/.default").ok_or_else(|| {
+        AadError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_scope",
+            1002012,
+            format!(
+                "The provided value for scope {scope} is not valid. Client credential flows must have a scope value \
+                 with /.default suffixed to the resource identifier (application ID URI)."
+            ),
+        )
+    })?;
+    if !matches!(resource.trim_end_matches('/'), GRAPH_AUDIENCE | GRAPH_APP_ID) {
+        return Err(AadError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_resource",
+            500011,
+            format!(
+                "The resource principal named {resource} was not found in the tenant named {}.",
+                tenant.name
+            ),
+        ));
+    }
+    let app = tenant.apps.get(&client_id.to_ascii_lowercase()).ok_or_else(|| {
+        AadError::new(
+            StatusCode::BAD_REQUEST,
+            "unauthorized_client",
+            700016,
+            format!(
+                "Application with identifier '{client_id}' was not found in the directory '{}'. This can happen if \
+                 the application has not been installed by the administrator of the tenant or consented to by any \
+                 user in the tenant.",
+                tenant.name
+            ),
+        )
+    })?;
+    let secret = field(form, "client_secret")
+        .map(str::to_string)
+        .or_else(|| basic.map(|b| b.1));
+    let with_cert = if let Some(assertion) = field(form, "client_assertion") {
+        if field(form, "client_assertion_type") != Some(JWT_BEARER) {
+            return Err(AadError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                50027,
+                format!("Invalid client_assertion_type; expected '{JWT_BEARER}'."),
+            ));
+        }
+        verify_assertion(tenant, app, address, assertion, base)?;
+        true
+    } else if let Some(secret) = secret {
+        let ok = app
+            .secret
+            .as_ref()
+            .is_some_and(|s| constant_time_eq(s.expose_secret().as_bytes(), secret.as_bytes()));
+        if !ok {
+            return Err(AadError::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_client",
+                7000215,
+                format!(
+                    "Invalid client secret provided. Ensure the secret being sent in the request is the client secret \
+                     value, not the client secret ID, for a secret added to app '{client_id}'."
+                ),
+            ));
+        }
+        false
+    } else {
+        return Err(AadError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            7000216,
+            "'client_assertion', 'client_secret' or 'request' is required for the 'client_credentials' grant type.",
+        ));
+    };
+    if app.permissions.is_empty() {
+        return Err(AadError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            65001,
+            format!(
+                "The user or administrator has not consented to use the application with ID '{client_id}' named '{}'. \
+                 Send an interactive authorization request for this user and resource.",
+                app.display_name
+            ),
+        ));
+    }
+    issue_app_token(tenant, app, ACCESS_TOKEN_LIFETIME_SECS, with_cert)
+        .map_err(|e| AadError::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", 50000, e.to_string()))
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The SHA-1 thumbprint (base64url, the `x5t` form) of a PEM certificate, if it is one.
+pub fn certificate_thumbprint(pem: &str) -> Option<String> {
+    let start = pem.find("-----BEGIN CERTIFICATE-----")? + "-----BEGIN CERTIFICATE-----".len();
+    let end = pem[start..].find("-----END CERTIFICATE-----")? + start;
+    let b64: String = pem[start..end].chars().filter(|c| !c.is_whitespace()).collect();
+    let der = STANDARD.decode(b64).ok()?;
+    Some(URL_SAFE_NO_PAD.encode(Sha1::digest(&der)))
+}
+
+#[derive(Deserialize)]
+struct AssertionClaims {
+    #[allow(dead_code)]
+    exp: i64,
+}
+
+fn verify_assertion(tenant: &Tenant, app: &App, address: &str, assertion: &str, base: &str) -> Result<(), AadError> {
+    let bad = |code: u32, msg: String| AadError::new(StatusCode::UNAUTHORIZED, "invalid_client", code, msg);
+    let header = jsonwebtoken::decode_header(assertion)
+        .map_err(|e| bad(50027, format!("JWT token is invalid or malformed: {e}.")))?;
+    if header.alg != Algorithm::RS256 {
+        return Err(bad(
+            5002738,
+            format!(
+                "Invalid JWT token. '{:?}' is not a supported signature algorithm.",
+                header.alg
+            ),
+        ));
+    }
+    let presented: Vec<String> = [header.x5t.clone(), header.kid.clone()].into_iter().flatten().collect();
+    let cert = app
+        .certificates
+        .iter()
+        .find(|c| {
+            let thumb = certificate_thumbprint(&c.pem);
+            presented.iter().any(|p| c.key_id.as_deref() == Some(p.as_str()) || thumb.as_deref() == Some(p.as_str()))
+        })
+        .ok_or_else(|| {
+            bad(
+                700027,
+                format!(
+                    "Client assertion failed signature validation. The key with identifier '{}' used to sign the client \
+                     assertion is not registered on application '{}'.",
+                    presented.first().cloned().unwrap_or_default(),
+                    app.client_id
+                ),
+            )
+        })?;
+    let key = DecodingKey::from_rsa_pem(cert.pem.as_bytes())
+        .map_err(|e| bad(700027, format!("The registered certificate cannot be used: {e}.")))?;
+    let mut audiences = Vec::new();
+    for host in [base, PUBLIC_AUTHORITY] {
+        for t in [address, tenant.id.as_str(), tenant.name.as_str()]
+            .into_iter()
+            .chain(tenant.domains.iter().map(String::as_str))
+        {
+            audiences.push(format!("{host}/{t}/oauth2/v2.0/token"));
+            audiences.push(format!("{host}/{t}/v2.0"));
+        }
+    }
+    let mut validation = Validation::new(Algorithm::RS256);
+    validation.set_audience(&audiences);
+    validation.set_issuer(&[app.client_id.as_str()]);
+    validation.sub = Some(app.client_id.clone());
+    validation.set_required_spec_claims(&["exp", "aud", "iss", "sub"]);
+    validation.leeway = 0;
+    jsonwebtoken::decode::<AssertionClaims>(assertion, &key, &validation).map_err(|e| {
+        use jsonwebtoken::errors::ErrorKind;
+        match e.kind() {
+            ErrorKind::InvalidSignature => bad(700027, "Client assertion contains an invalid signature.".into()),
+            ErrorKind::ExpiredSignature => bad(700024, "Client assertion is not within its valid time range.".into()),
+            ErrorKind::InvalidAudience => bad(
+                700021,
+                format!(
+                    "Client assertion audience claim does not match Realm issuer. Expected {}.",
+                    audiences[0]
+                ),
+            ),
+            ErrorKind::InvalidIssuer | ErrorKind::InvalidSubject => bad(
+                700023,
+                "Client assertion iss and sub claims must both be the client id.".into(),
+            ),
+            other => bad(50027, format!("Invalid client assertion: {other:?}.")),
+        }
+    })?;
+    Ok(())
+}
