@@ -17,6 +17,8 @@ const STARTUP: Duration = Duration::from_secs(30);
 struct Found {
     endpoint: String,
     from_env: bool,
+    /// The shell minding moto; held only so it is owned (it ends on its own when we exit).
+    _minder: Option<std::process::Child>,
 }
 
 static FOUND: OnceLock<Found> = OnceLock::new();
@@ -28,6 +30,7 @@ fn find() -> Found {
         return Found {
             endpoint,
             from_env: true,
+            _minder: None,
         };
     }
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
@@ -50,7 +53,7 @@ fn find() -> Found {
         moto.display(),
         std::process::id()
     );
-    Command::new("sh")
+    let minder = Command::new("sh")
         .arg("-c")
         .arg(script)
         .stdin(Stdio::null())
@@ -67,6 +70,7 @@ fn find() -> Found {
     Found {
         endpoint: format!("http://127.0.0.1:{port}"),
         from_env: false,
+        _minder: Some(minder),
     }
 }
 
