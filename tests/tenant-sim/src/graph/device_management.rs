@@ -66,16 +66,13 @@ fn validate_configuration(body: &Map<String, Value>) -> Result<(), GraphError> {
             }
         }
     }
-    if body
-        .get("displayName")
-        .is_some_and(|d| !d.as_str().is_some_and(|s| !s.trim().is_empty()))
-    {
+    if body.contains_key("displayName") && odata::is_blank(body.get("displayName")) {
         return Err(GraphError::bad_request_generic(
             "Invalid value for property 'displayName'.",
         ));
     }
-    for k in ["id", "createdDateTime", "lastModifiedDateTime", "version"] {
-        if body.contains_key(k) && k != "id" {
+    for k in ["createdDateTime", "lastModifiedDateTime", "version"] {
+        if body.contains_key(k) {
             return Err(GraphError::bad_request_generic(format!("Property '{k}' is read-only.")));
         }
     }
@@ -107,11 +104,7 @@ pub fn create_configuration(t: &mut Tenant, ctx: &Ctx) -> Result<GraphResponse, 
             "Unknown or unsupported '@odata.type' value '{odata_type}'."
         )));
     }
-    if !body
-        .get("displayName")
-        .and_then(Value::as_str)
-        .is_some_and(|s| !s.trim().is_empty())
-    {
+    if odata::is_blank(body.get("displayName")) {
         return Err(GraphError::bad_request_generic(
             "The property 'displayName' is required.",
         ));
@@ -287,11 +280,7 @@ pub fn create_mobile_app(t: &mut Tenant, ctx: &Ctx) -> Result<GraphResponse, Gra
             "Unknown or unsupported '@odata.type' value '{ty}'."
         )));
     }
-    if !body
-        .get("displayName")
-        .and_then(Value::as_str)
-        .is_some_and(|s| !s.trim().is_empty())
-    {
+    if odata::is_blank(body.get("displayName")) {
         return Err(GraphError::bad_request_generic(
             "The property 'displayName' is required.",
         ));

@@ -137,7 +137,7 @@ fn validate(body: &Map<String, Value>) -> Result<(), GraphError> {
         match k.as_str() {
             "mailEnabled" | "securityEnabled" | "isAssignableToRole" if !v.is_boolean() => return Err(bad()),
             "groupTypes" | "members@odata.bind" | "owners@odata.bind" if !v.is_array() => return Err(bad()),
-            "displayName" if !v.as_str().is_some_and(|s| !s.trim().is_empty()) => return Err(bad()),
+            "displayName" if odata::is_blank(Some(v)) => return Err(bad()),
             "mailNickname"
                 if !v.as_str().is_some_and(|s| {
                     !s.is_empty() && s.chars().all(|c| c.is_ascii() && !" @()\\[]\";:<>,".contains(c))

@@ -103,6 +103,11 @@ impl GraphError {
     }
 }
 
+/// Whether a JSON value is a string with something besides whitespace.
+pub fn is_blank(v: Option<&Value>) -> bool {
+    v.and_then(Value::as_str).is_none_or(|s| s.trim().is_empty())
+}
+
 /// Parsed query options of a request.
 #[derive(Debug, Default, Clone)]
 pub struct QueryOptions {

@@ -96,9 +96,7 @@ const SPEC: ListSpec<'static> = ListSpec {
 pub fn user_object(id: &str, body: &Map<String, Value>) -> Map<String, Value> {
     let mut o = Map::new();
     o.insert("id".into(), json!(id));
-    for k in ["businessPhones"] {
-        o.insert(k.into(), json!([]));
-    }
+    o.insert("businessPhones".into(), json!([]));
     for k in [
         "givenName",
         "jobTitle",
@@ -229,7 +227,7 @@ fn validate_properties(t: &Tenant, body: &Map<String, Value>) -> Result<(), Grap
                     .with_detail("userPrincipalName", "InvalidValue"));
                 }
             }
-            "displayName" | "mailNickname" if !v.as_str().is_some_and(|s| !s.trim().is_empty()) => {
+            "displayName" | "mailNickname" if odata::is_blank(Some(v)) => {
                 return Err(bad_value());
             }
             _ => {}
