@@ -43,7 +43,7 @@ const CONFIG_SPEC: ListSpec<'static> = ListSpec {
 };
 
 fn now_text() -> String {
-    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.7fZ").to_string()
+    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
 }
 
 /// Range checks of Windows Update for Business rings (the documented valid values).

@@ -153,5 +153,6 @@ pub fn new_user(upn: &str) -> Value {
 
 /// A valid new-group body.
 pub fn new_group(name: &str) -> Value {
-    serde_json::json!({"displayName": name, "mailEnabled": false, "mailNickname": name, "securityEnabled": true})
+    let nickname: String = name.chars().filter(char::is_ascii_alphanumeric).collect();
+    serde_json::json!({"displayName": name, "mailEnabled": false, "mailNickname": nickname, "securityEnabled": true})
 }
