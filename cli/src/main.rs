@@ -4,7 +4,14 @@
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+mod context;
+mod enroll;
+mod onboard;
+mod quickstart;
 mod sim;
+mod status;
+mod tenants;
+mod worker;
 
 #[derive(Parser)]
 #[command(
@@ -13,14 +20,50 @@ mod sim;
     about = "Onboard and operate Microsoft 365 tenants for a managed-desktop service"
 )]
 struct Cli {
+    #[command(flatten)]
+    global: context::GlobalArgs,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// Rehearse everything end to end: a simulated tenant, an enrollment, the worker, the status.
+    Quickstart(quickstart::QuickstartArgs),
+    /// Manage the customer tenants: add, list, show, remove, consent-url, check.
+    Tenants(tenants::TenantsArgs),
+    /// Submit an enrollment for a registered tenant.
+    Enroll(enroll::EnrollArgs),
+    /// Work the queues until Ctrl-C.
+    Worker(worker::WorkerArgs),
+    /// Enroll a tenant and work until its onboarding finishes.
+    Onboard(onboard::OnboardArgs),
+    /// Show onboarding runs, their steps, attempts and last errors.
+    Status(status::StatusArgs),
     /// Run the simulated Entra ID + Microsoft Graph tenant (for rehearsal and tests).
     Sim(sim::SimArgs),
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
 }
 
 #[tokio::main]
@@ -30,7 +73,14 @@ async fn main() -> Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    let global = cli.global;
     match cli.command {
+        Command::Quickstart(args) => quickstart::run(args).await,
+        Command::Tenants(args) => tenants::run(args, &global).await,
+        Command::Enroll(args) => enroll::run(args, &global).await,
+        Command::Worker(args) => worker::run(args, &global).await,
+        Command::Onboard(args) => onboard::run(args, &global).await,
+        Command::Status(args) => status::run(args, &global).await,
         Command::Sim(args) => sim::run(args).await,
     }
 }

@@ -87,6 +87,10 @@ pub struct StepRecord {
     pub not_before: Option<DateTime<Utc>>,
     /// Retries asked for by the step (throttling, transient errors).
     pub retries: u32,
+    /// When an attempt that may have written to the tenant last ended without completing (a
+    /// retry after a create that timed out, a holder that died): a create may be in flight.
+    #[serde(default)]
+    pub last_write_attempt: Option<DateTime<Utc>>,
 }
 
 /// A run as stored.
@@ -175,9 +179,9 @@ pub enum Begin {
         attempt: u32,
         deps: BTreeMap<String, serde_json::Value>,
         run: RunRecord,
-        /// When the previous attempt started, if there was one: a step whose create may not have
-        /// replicated yet waits out the lag window before creating again.
-        previous_start: Option<DateTime<Utc>>,
+        /// When an earlier attempt may have written without completing: a step whose create
+        /// may not have replicated yet waits out the lag window before creating again.
+        last_write_attempt: Option<DateTime<Utc>>,
     },
     /// The step is already done: acknowledge the message.
     AlreadyDone,
@@ -188,6 +192,17 @@ pub enum Begin {
     NotYet { until: DateTime<Utc> },
     /// The message cannot be carried out: no such run or step, or the step is still blocked.
     Refused { reason: String },
+}
+
+/// What a step asks for when it wants another attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryAsk<'a> {
+    /// Why, recorded as the step's last error.
+    pub reason: &'a str,
+    /// How long to wait (Graph's `Retry-After` when it gave one).
+    pub delay: Duration,
+    /// Whether the attempt got as far as writing (a create may be in flight).
+    pub write_attempted: bool,
 }
 
 /// What [`Runs::retry`] decided.
@@ -353,6 +368,7 @@ impl<'a> Runs<'a> {
                     deadline: root.then(|| after(now, self.settings.grace)),
                     not_before: None,
                     retries: 0,
+                    last_write_attempt: None,
                 };
                 if root {
                     messages.push(StepMessage::new(&run_id, tenant, &step.name, 1));
@@ -430,6 +446,10 @@ impl<'a> Runs<'a> {
                 StepStatus::Ready | StepStatus::Running | StepStatus::Failed => {}
             }
             let mut next = step.clone();
+            if step.status == StepStatus::Running {
+                // Taking over from a holder whose lease ran out: it may have been mid-create.
+                next.last_write_attempt = next.last_write_attempt.max(step.started_at);
+            }
             next.status = StepStatus::Running;
             next.attempts += 1;
             next.started_at = Some(now);
@@ -455,7 +475,7 @@ impl<'a> Runs<'a> {
                         attempt: next.attempts,
                         deps,
                         run: loaded.run,
-                        previous_start: step.started_at,
+                        last_write_attempt: next.last_write_attempt,
                     });
                 }
                 Err(StoreError::ConditionFailed { .. }) => continue,
@@ -572,10 +592,14 @@ impl<'a> Runs<'a> {
         run_id: &str,
         step: &str,
         attempt: u32,
-        reason: &str,
-        delay: Duration,
+        ask: &RetryAsk<'_>,
         now: DateTime<Utc>,
     ) -> Result<RetryDecision, RunError> {
+        let RetryAsk {
+            reason,
+            delay,
+            write_attempted,
+        } = *ask;
         for _ in 0..MAX_CONFLICT_RETRIES {
             let Some(loaded) = self.load(run_id).await? else {
                 return Ok(RetryDecision::Stale);
@@ -589,6 +613,9 @@ impl<'a> Runs<'a> {
             let mut next = current.clone();
             next.last_error = Some(reason.to_string());
             next.retries += 1;
+            if write_attempted {
+                next.last_write_attempt = Some(now);
+            }
             let decision = if current.attempts >= self.settings.max_attempts {
                 let why = format!("gave up after {} attempts; last error: {reason}", current.attempts);
                 next.status = StepStatus::Failed;

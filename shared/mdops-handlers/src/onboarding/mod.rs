@@ -6,11 +6,13 @@ pub mod steps;
 use std::time::Duration;
 
 use mdops_core::message::decode;
-use mdops_core::onboarding::runs::{Begin, Enrollment, RetryDecision, RunError, Runs};
+use mdops_core::onboarding::runs::{Begin, Enrollment, RetryAsk, RetryDecision, RunError, Runs};
 use mdops_core::onboarding::{StepKind, StepMessage, plan};
 use mdops_core::outcome::StepOutcome;
 use mdops_core::queue::{Failure, OutgoingMessage, QueueError, QueueName};
 use mdops_core::tenant::{RegistryError, TenantRegistry};
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use tracing::Instrument;
 
 use crate::deps::Deps;
@@ -134,13 +136,13 @@ async fn handle_decoded(message: StepMessage, receive_count: u32, deps: &Deps) -
         Ok(b) => b,
         Err(e) => return redeliver(format!("state store: {e}")),
     };
-    let (attempt, dep_outputs, run, previous_start) = match begin {
+    let (attempt, dep_outputs, run, last_write_attempt) = match begin {
         Begin::Run {
             attempt,
             deps,
             run,
-            previous_start,
-        } => (attempt, deps, run, previous_start),
+            last_write_attempt,
+        } => (attempt, deps, run, last_write_attempt),
         Begin::AlreadyDone | Begin::Busy { .. } => return Disposition::Ack,
         Begin::NotYet { until } => {
             let wait = (until - deps.now())
@@ -162,7 +164,7 @@ async fn handle_decoded(message: StepMessage, receive_count: u32, deps: &Deps) -
         Err(e) => return Disposition::DeadLetter(failure(e.to_string(), tenant_str, step_str, attempt, deps)),
     };
 
-    let outcome = match deps.reach.tenant(&message.tenant_id).await {
+    let (outcome, write_attempted) = match deps.reach.tenant(&message.tenant_id).await {
         Ok((tenant, graph)) => {
             let ctx = StepContext {
                 graph: &graph,
@@ -170,17 +172,19 @@ async fn handle_decoded(message: StepMessage, receive_count: u32, deps: &Deps) -
                 run: &run,
                 deps: &dep_outputs,
                 attempt,
-                previous_start,
+                last_write_attempt,
+                write_attempted: AtomicBool::new(false),
                 queue: deps.queue.as_ref(),
                 now: deps.now(),
                 lag_window: deps.lag_window,
             };
-            steps::execute(kind, &ctx).await
+            let outcome = steps::execute(kind, &ctx).await;
+            (outcome, ctx.write_attempted.load(Ordering::Relaxed))
         }
-        Err(e) if e.is_permanent() => StepOutcome::failed(e.to_string()),
-        Err(e) => StepOutcome::retry(REDELIVER_AFTER, e.to_string()),
+        Err(e) if e.is_permanent() => (StepOutcome::failed(e.to_string()), false),
+        Err(e) => (StepOutcome::retry(REDELIVER_AFTER, e.to_string()), false),
     };
-    finish(&runs, &message, attempt, outcome, deps).await
+    finish(&runs, &message, attempt, outcome, write_attempted, deps).await
 }
 
 async fn finish(
@@ -188,6 +192,7 @@ async fn finish(
     message: &StepMessage,
     attempt: u32,
     outcome: StepOutcome,
+    write_attempted: bool,
     deps: &Deps,
 ) -> Disposition {
     let (run_id, step) = (message.run_id.as_str(), message.step.as_str());
@@ -222,7 +227,20 @@ async fn finish(
         }
         StepOutcome::Retry { after, reason } => {
             tracing::info!(retry_after_ms = after.as_millis() as u64, %reason, "step will retry");
-            match runs.retry(run_id, step, attempt, &reason, after, deps.now()).await {
+            match runs
+                .retry(
+                    run_id,
+                    step,
+                    attempt,
+                    &RetryAsk {
+                        reason: &reason,
+                        delay: after,
+                        write_attempted,
+                    },
+                    deps.now(),
+                )
+                .await
+            {
                 Ok(RetryDecision::Scheduled { message, delay }) => {
                     match send_steps(deps, std::slice::from_ref(&message), delay.min(MAX_QUEUE_DELAY)).await {
                         Ok(()) => Disposition::Ack,

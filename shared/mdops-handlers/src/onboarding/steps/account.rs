@@ -6,12 +6,12 @@ use std::time::Duration;
 
 use mdops_core::onboarding::Account;
 use mdops_core::outcome::StepOutcome;
-use mdops_graph::{GraphError, Query};
+use mdops_graph::{GraphError, Query, odata_string};
 use rand::Rng;
 use rand::seq::SliceRandom;
 use secrecy::{ExposeSecret, SecretString};
 
-use super::{Named, StepContext, ensured};
+use super::{Collection, Named, StepContext, ensured};
 
 /// Length of generated passwords (Entra allows up to 256; 24 random characters from four classes
 /// is well past any brute-force horizon).
@@ -38,11 +38,11 @@ pub fn generate_password() -> SecretString {
 
 pub async fn run(ctx: &StepContext<'_>, account: Account) -> Result<StepOutcome, GraphError> {
     let upn = account.upn(ctx.tenant);
-    if let Some(user) = ctx
-        .graph
-        .get_opt::<Named>(&format!("users/{upn}"), &Query::select(&["id", "displayName"]))
-        .await?
-    {
+    // A filtered list answers 200 with nothing when absent (a GET by key would 404, which the
+    // client treats as possible replication lag and retries).
+    let query = Query::select(&["id", "displayName"]).filter(format!("userPrincipalName eq {}", odata_string(&upn)));
+    let found: Collection<Named> = ctx.graph.get("users", &query).await?;
+    if let Some(user) = found.value.first() {
         return Ok(ensured(&user.id, false));
     }
     let password = generate_password();
@@ -59,6 +59,7 @@ pub async fn run(ctx: &StepContext<'_>, account: Account) -> Result<StepOutcome,
     if let Some(location) = &ctx.tenant.settings.usage_location {
         body["usageLocation"] = serde_json::Value::String(location.clone());
     }
+    ctx.attempting_write();
     match ctx.graph.post::<_, Named>("users", &body).await {
         Ok(user) => Ok(ensured(&user.id, true)),
         // Created by an earlier attempt whose answer we lost, and not readable yet.

@@ -29,6 +29,7 @@ pub async fn run(ctx: &StepContext<'_>, ring: Ring) -> Result<StepOutcome, Graph
         "mailNickname": mail_nickname(ring),
         "securityEnabled": true,
     });
+    ctx.attempting_write();
     let group: Named = ctx.graph.post("groups", &body).await?;
     Ok(ensured(&group.id, true))
 }

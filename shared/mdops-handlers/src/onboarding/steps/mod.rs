@@ -15,6 +15,7 @@ mod update_policy;
 mod update_policy_assignment;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -40,8 +41,10 @@ pub struct StepContext<'a> {
     /// Outputs of the steps this one depends on, by step name.
     pub deps: &'a BTreeMap<String, serde_json::Value>,
     pub attempt: u32,
-    /// Start of the previous attempt, if any.
-    pub previous_start: Option<DateTime<Utc>>,
+    /// When an earlier attempt may have written without completing, if one did.
+    pub last_write_attempt: Option<DateTime<Utc>>,
+    /// Set by a step just before it writes, so a retry knows a create may be in flight.
+    pub write_attempted: AtomicBool,
     pub queue: &'a dyn Queue,
     pub now: DateTime<Utc>,
     /// How long a create may take to become visible to reads (replication lag).
@@ -59,11 +62,16 @@ impl StepContext<'_> {
             .ok_or_else(|| StepOutcome::failed(format!("step {step} recorded no object id; re-run it")))
     }
 
+    /// Notes that this attempt is about to write to the tenant.
+    pub fn attempting_write(&self) {
+        self.write_attempted.store(true, Ordering::Relaxed);
+    }
+
     /// For objects whose natural key Graph does not keep unique (groups, device configurations):
     /// an earlier attempt may have created the object moments ago without it being readable yet.
     /// Wait out the replication-lag window since that attempt before creating again.
     pub fn wait_before_create(&self) -> Option<StepOutcome> {
-        let previous = self.previous_start?;
+        let previous = self.last_write_attempt?;
         let since = (self.now - previous).to_std().unwrap_or(Duration::ZERO);
         let remaining = self.lag_window.checked_sub(since)?;
         if remaining.is_zero() {

@@ -59,6 +59,7 @@ pub async fn run(ctx: &StepContext<'_>, account: Account, role: DirectoryRole) -
     let reference = serde_json::json!({
         "@odata.id": format!("{}directoryObjects/{user_id}", ctx.graph.client().config().graph_base)
     });
+    ctx.attempting_write();
     match ctx
         .graph
         .post_no_content(&format!("directoryRoles/{}/members/$ref", found.id), &reference)

@@ -27,6 +27,7 @@ pub async fn run(ctx: &StepContext<'_>) -> Result<StepOutcome, GraphError> {
         "bitLockerEncryptDevice": true,
         "defenderSecurityCenterBlockExploitProtectionOverride": true,
     });
+    ctx.attempting_write();
     let created: Named = ctx.graph.post("deviceManagement/deviceConfigurations", &body).await?;
     Ok(ensured(&created.id, true))
 }

@@ -49,6 +49,7 @@ pub async fn run(ctx: &StepContext<'_>, ring: Ring) -> Result<StepOutcome, Graph
         "driversExcluded": false,
         "businessReadyUpdatesOnly": "all",
     });
+    ctx.attempting_write();
     let created: Named = ctx.graph.post("deviceManagement/deviceConfigurations", &body).await?;
     Ok(ensured(&created.id, true))
 }

@@ -1,0 +1,261 @@
+//! `mdops tenants`: the customer tenants this provider manages: add, list, show, remove,
+//! consent-url, check. Credentials are stored by reference and never printed.
+
+use anyhow::{Context as _, Result, bail};
+use clap::{Args, Subcommand};
+use mdops_core::permissions::{MANAGEMENT, ONBOARDING, Requirement};
+use mdops_core::tenant::{
+    CredentialRef, Domain, Tenant, TenantId, TenantRegistry, TenantSettings, parse_client_id, parse_usage_location,
+};
+use mdops_graph::GraphClient;
+use mdops_handlers::reach::resolve_credential;
+
+use crate::context::GlobalArgs;
+
+/// Most tenants `list` prints; a provider with more pages through `--json` and a filter.
+const LIST_LIMIT: usize = 10_000;
+
+/// `mdops tenants ...`
+#[derive(Args, Debug)]
+pub struct TenantsArgs {
+    #[command(subcommand)]
+    command: TenantsCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum TenantsCommand {
+    /// Register a customer tenant.
+    Add(AddArgs),
+    /// List registered tenants.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one tenant with its settings (never its secret).
+    Show {
+        #[arg(long)]
+        tenant_id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a tenant from the registry (nothing in the tenant changes).
+    Remove {
+        #[arg(long)]
+        tenant_id: String,
+    },
+    /// Print the admin-consent URL for the customer's Global Administrator.
+    ConsentUrl {
+        #[arg(long)]
+        tenant_id: String,
+        /// Where the identity platform sends the admin after consenting (registered on the app).
+        #[arg(long, default_value = "https://localhost/mdops/consented")]
+        redirect_uri: String,
+    },
+    /// Get a token and compare the granted application permissions with what mdops needs.
+    Check {
+        #[arg(long)]
+        tenant_id: String,
+    },
+}
+
+#[derive(Args, Debug)]
+struct AddArgs {
+    /// The customer's tenant id (a GUID).
+    #[arg(long)]
+    tenant_id: String,
+    /// The customer's initial or verified domain, e.g. contoso.onmicrosoft.com.
+    #[arg(long)]
+    domain: String,
+    /// A name for people; the domain when omitted.
+    #[arg(long)]
+    name: Option<String>,
+    /// Application (client) id of our app registration.
+    #[arg(long)]
+    client_id: String,
+    /// Where the app's secret is: env:VAR, file:PATH, certificate:PATH[:PASSWORD_ENV],
+    /// workload-identity:TOKEN_FILE, managed-identity, aws-secret:ARN.
+    #[arg(long)]
+    credential: String,
+    /// Usage location given to users without one before licensing (ISO 3166 alpha-2).
+    #[arg(long)]
+    usage_location: Option<String>,
+    /// Any other setting, NAME=VALUE (repeatable); see docs/tenant-settings.md.
+    #[arg(long = "set", value_name = "NAME=VALUE")]
+    settings: Vec<String>,
+}
+
+/// Builds a tenant from the flags, validating every field.
+fn tenant_from(args: &AddArgs) -> Result<Tenant> {
+    let tenant_id: TenantId = args.tenant_id.parse()?;
+    let domain = Domain::parse_field("domain", &args.domain)?;
+    let client_id = parse_client_id(&args.client_id)?;
+    let credential = CredentialRef::parse(&args.credential)?;
+    let mut settings = TenantSettings::default();
+    if let Some(location) = &args.usage_location {
+        settings.usage_location = Some(parse_usage_location(location)?);
+    }
+    for pair in &args.settings {
+        let Some((name, value)) = pair.split_once('=') else {
+            bail!("--set: {pair:?} is not NAME=VALUE");
+        };
+        settings.set(name.trim(), value)?;
+    }
+    Ok(Tenant {
+        name: args.name.clone().unwrap_or_else(|| domain.to_string()),
+        tenant_id,
+        domain,
+        client_id,
+        credential,
+        settings,
+        added_at: chrono::Utc::now(),
+    })
+}
+
+/// Runs `mdops tenants`.
+pub async fn run(args: TenantsArgs, global: &GlobalArgs) -> Result<()> {
+    let backend = global.backend()?;
+    let registry = TenantRegistry::new(backend.store());
+    match args.command {
+        TenantsCommand::Add(add) => {
+            let tenant = tenant_from(&add)?;
+            // A reference that does not resolve is refused now, not at 3 a.m. in a worker.
+            resolve_credential(&tenant).map_err(|e| anyhow::anyhow!("credential: {e}"))?;
+            registry.add(&tenant).await?;
+            println!(
+                "added tenant {} ({}), credential {}",
+                tenant.tenant_id, tenant.domain, tenant.credential
+            );
+            println!(
+                "next: `mdops tenants consent-url --tenant-id {}` for the customer's admin, then `mdops tenants check`",
+                tenant.tenant_id
+            );
+        }
+        TenantsCommand::List { json } => {
+            let tenants = registry.list(LIST_LIMIT).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&tenants)?);
+            } else if tenants.is_empty() {
+                println!("no tenants registered (add one with `mdops tenants add`)");
+            } else {
+                println!("{:<38} {:<36} {:<24} credential", "tenant id", "domain", "name");
+                for t in &tenants {
+                    println!("{:<38} {:<36} {:<24} {}", t.tenant_id, t.domain, t.name, t.credential);
+                }
+            }
+        }
+        TenantsCommand::Show { tenant_id, json } => {
+            let tenant = registry.require(&tenant_id).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&tenant)?);
+            } else {
+                print_tenant(&tenant);
+            }
+        }
+        TenantsCommand::Remove { tenant_id } => {
+            let id: TenantId = tenant_id.parse()?;
+            if registry.remove(&id).await? {
+                println!("removed tenant {id} from the registry (nothing in the tenant was changed)");
+            } else {
+                bail!("tenant {id} is not registered");
+            }
+        }
+        TenantsCommand::ConsentUrl {
+            tenant_id,
+            redirect_uri,
+        } => {
+            let tenant = registry.require(&tenant_id).await?;
+            let host = global.graph_config()?.authority_host;
+            let mut url = host
+                .join(&format!("{}/adminconsent", tenant.tenant_id))
+                .context("authority host")?;
+            url.query_pairs_mut()
+                .append_pair("client_id", &tenant.client_id)
+                .append_pair("redirect_uri", &redirect_uri);
+            println!("{url}");
+            println!();
+            println!(
+                "The customer's Global Administrator opens this URL and consents to these application permissions:"
+            );
+            for r in ONBOARDING.iter().chain(MANAGEMENT) {
+                println!("  {:<48} {}", r.permission, r.purpose);
+            }
+        }
+        TenantsCommand::Check { tenant_id } => {
+            let tenant = registry.require(&tenant_id).await?;
+            let graph = GraphClient::new(global.graph_config()?)?;
+            let source = resolve_credential(&tenant).map_err(|e| anyhow::anyhow!("{e}"))?;
+            graph.register_tenant(tenant.tenant_id.as_str(), source)?;
+            let granted = graph
+                .granted_roles(tenant.tenant_id.as_str())
+                .await
+                .with_context(|| format!("tenant {} is not reachable or has not consented", tenant.tenant_id))?;
+            let onboarding_missing = report("onboarding", ONBOARDING, &granted);
+            let management_missing = report("management", MANAGEMENT, &granted);
+            if onboarding_missing + management_missing > 0 {
+                bail!(
+                    "tenant {} lacks {} permission(s) for onboarding and {} for management; have the admin consent again (`mdops tenants consent-url`)",
+                    tenant.tenant_id,
+                    onboarding_missing,
+                    management_missing
+                );
+            }
+            println!(
+                "tenant {} is ready: every permission mdops needs is granted",
+                tenant.tenant_id
+            );
+        }
+    }
+    Ok(())
+}
+
+fn report(phase: &str, requirements: &[Requirement], granted: &[String]) -> usize {
+    println!("{phase}:");
+    let mut missing = 0;
+    for r in requirements {
+        let ok = r.met_by(granted);
+        missing += usize::from(!ok);
+        println!(
+            "  {} {:<48} {}",
+            if ok { "granted" } else { "MISSING" },
+            r.permission,
+            r.purpose
+        );
+    }
+    missing
+}
+
+fn print_tenant(t: &Tenant) {
+    println!("tenant id       {}", t.tenant_id);
+    println!("domain          {}", t.domain);
+    println!("name            {}", t.name);
+    println!("client id       {}", t.client_id);
+    println!(
+        "credential      {} (reference only; the secret is read at run time)",
+        t.credential
+    );
+    println!("added           {}", t.added_at.to_rfc3339());
+    let s = &t.settings;
+    println!("settings:");
+    println!("  account_prefix         {}", s.account_prefix);
+    println!("  account_domain         {}", t.account_domain());
+    println!(
+        "  usage_location         {}",
+        s.usage_location.as_deref().unwrap_or("(none)")
+    );
+    println!("  service_account_skus   {}", s.service_account_skus.join(", "));
+    for ring in mdops_core::tenant::Ring::ALL {
+        let d = s.deferrals.get(ring);
+        println!(
+            "  deferral.{:<6}        quality {} days, feature {} days",
+            ring.as_str(),
+            d.quality_days,
+            d.feature_days
+        );
+    }
+    println!("  access_role_groups     {}", s.access_role_groups.join(", "));
+    println!("  access_max_hours       {}", s.access_max_hours);
+    println!(
+        "  graph_budget           {} identity writes / 150 s, {} Intune writes / 20 s",
+        s.graph_budget.identity_writes_per_150s, s.graph_budget.intune_writes_per_20s
+    );
+}

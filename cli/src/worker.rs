@@ -1,0 +1,45 @@
+//! `mdops worker`: works the queues of the embedded backend until Ctrl-C.
+
+use anyhow::Result;
+use clap::Args;
+use mdops_core::queue::QueueName;
+use mdops_handlers::worker::{Worker, WorkerSettings};
+
+use crate::context::{Context, GlobalArgs};
+
+/// `mdops worker`
+#[derive(Args, Debug, Clone)]
+pub struct WorkerArgs {
+    /// Messages handled at once.
+    #[arg(long, default_value_t = WorkerSettings::default().concurrency)]
+    pub concurrency: usize,
+    /// Messages handled at once for one tenant.
+    #[arg(long, default_value_t = WorkerSettings::default().per_tenant)]
+    pub per_tenant: usize,
+}
+
+impl WorkerArgs {
+    /// The worker settings these flags describe.
+    pub fn settings(&self) -> WorkerSettings {
+        WorkerSettings {
+            concurrency: self.concurrency,
+            per_tenant: self.per_tenant,
+            ..WorkerSettings::default()
+        }
+    }
+}
+
+/// Runs `mdops worker`.
+pub async fn run(args: WorkerArgs, global: &GlobalArgs) -> Result<()> {
+    let ctx = Context::open(global)?;
+    let worker = Worker::new(ctx.deps.clone(), args.settings());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        crate::shutdown_signal().await;
+        eprintln!("stopping: finishing the messages in hand");
+        let _ = stop_tx.send(true);
+    });
+    eprintln!("worker running on {} (Ctrl-C to stop)", global.db.display());
+    worker.run(&[QueueName::Onboarding], stop_rx).await;
+    Ok(())
+}
