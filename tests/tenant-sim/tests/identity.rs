@@ -348,3 +348,67 @@ async fn user_tokens_carry_the_engineer_claims_and_verify_with_the_jwks() {
     assert!(claims.get("roles").is_none());
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_registered_x509_certificate_is_matched_by_its_sha1_thumbprint() {
+    // A self-signed test certificate and its key (made with openssl for this test only).
+    let cert = include_str!("fixtures/client-cert.pem");
+    let key = include_str!("fixtures/client-key.pem");
+    let thumbprint = tenant_sim::identity::certificate_thumbprint(cert).expect("a certificate");
+    assert_eq!(
+        thumbprint, "I9qWb9LNA57_cRfWv1yVBjdqPX8",
+        "x5t = base64url(SHA-1(DER)), as openssl computes it"
+    );
+
+    let sim = sim_with(seed("fabrikam", 0, 1)).await;
+    let client_id = Uuid::new_v4();
+    sim.client()
+        .add_app(
+            "fabrikam",
+            &AppSeed {
+                client_id,
+                display_name: None,
+                secret: None,
+                certificates: vec![CertificateSeed {
+                    pem: cert.to_string(),
+                    key_id: None,
+                }],
+                permissions: vec!["User.Read.All".into()],
+            },
+        )
+        .await
+        .expect("app added");
+    let endpoint = format!("{}/fabrikam/oauth2/v2.0/token", sim.url());
+    let mut header = Header::new(Algorithm::RS256);
+    header.x5t = Some(thumbprint);
+    let now = chrono::Utc::now().timestamp();
+    let claims = json!({"aud": endpoint, "iss": client_id.to_string(), "sub": client_id.to_string(),
+                        "jti": Uuid::new_v4().to_string(), "nbf": now, "exp": now + 300});
+    let assertion = jsonwebtoken::encode(
+        &header,
+        &claims,
+        &EncodingKey::from_rsa_pem(key.as_bytes()).expect("key"),
+    )
+    .expect("signs");
+    let resp = http()
+        .post(&endpoint)
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", client_id.to_string().as_str()),
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ),
+            ("client_assertion", assertion.as_str()),
+            ("scope", "https://graph.microsoft.com/.default"),
+        ])
+        .send()
+        .await
+        .expect("token endpoint");
+    let status = resp.status();
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let tok = body["access_token"].as_str().expect("token");
+    assert_eq!(graph(&sim, tok, Method::GET, "/users", None).await.0, StatusCode::OK);
+    sim.shutdown().await;
+}
