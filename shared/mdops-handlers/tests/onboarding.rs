@@ -1,0 +1,320 @@
+//! Onboarding end to end on the embedded backend against the simulated tenant over HTTP.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use common::{Rig, expected_growth};
+use mdops_core::onboarding::runs::{RunStatus, Runs, StepStatus};
+use mdops_core::onboarding::{StepMessage, plan};
+use mdops_core::queue::{DeadLetter, Failure, OutgoingMessage, Queue, QueueError, QueueName, ReceivedMessage};
+use tenant_sim::knobs::Knobs;
+
+const TIMEOUT: Duration = Duration::from_secs(90);
+
+fn growth(
+    before: &std::collections::BTreeMap<String, usize>,
+    after: &std::collections::BTreeMap<String, usize>,
+    kind: &str,
+) -> usize {
+    after.get(kind).copied().unwrap_or(0) - before.get(kind).copied().unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_onboarding_creates_exactly_the_expected_objects() {
+    let rig = Rig::start(|_| {}).await;
+    let before = rig.counts().await;
+    let view = rig.onboard(TIMEOUT).await;
+    assert_eq!(view.status(), RunStatus::Succeeded, "{:#?}", view.steps);
+    assert_eq!(view.steps.len(), plan().len());
+    let after = rig.counts().await;
+    for (kind, n) in expected_growth() {
+        assert_eq!(growth(&before, &after, kind), n, "{kind}: {before:?} -> {after:?}");
+    }
+    // The MDM authority is now Intune, and four licence messages wait for the licence queue.
+    assert_eq!(
+        rig.control.tenant(&rig.tenant_id).await.unwrap().mdm_authority,
+        "intune"
+    );
+    let licences = rig
+        .deps
+        .queue
+        .receive(QueueName::Licences, 10, Duration::ZERO, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(licences.len(), 4, "one licence message per interactive account");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enrolling_an_onboarded_tenant_again_converges_with_zero_writes() {
+    let rig = Rig::start(|_| {}).await;
+    assert_eq!(rig.onboard(TIMEOUT).await.status(), RunStatus::Succeeded);
+    let mark = rig.requests().await.last().map(|r| r.seq).unwrap_or(0);
+    let second = rig.onboard(TIMEOUT).await;
+    assert_eq!(second.status(), RunStatus::Succeeded);
+    assert_eq!(
+        second.run.generation, 2,
+        "a finished run is not joined; a new generation converges"
+    );
+    let writes = rig.writes_after(mark).await;
+    assert!(
+        writes.is_empty(),
+        "re-run wrote: {:?}",
+        writes.iter().map(|w| (&w.method, &w.path)).collect::<Vec<_>>()
+    );
+    assert!(
+        second
+            .steps
+            .iter()
+            .all(|s| s.output.as_ref().and_then(|o| o.get("created")) == Some(&serde_json::json!(false)))
+    );
+}
+
+/// Sends every message twice: SQS's at-least-once delivery at its worst.
+struct Twice(Arc<dyn Queue>);
+
+#[async_trait]
+impl Queue for Twice {
+    async fn send(&self, queue: QueueName, message: OutgoingMessage) -> Result<String, QueueError> {
+        self.0.send(queue, message.clone()).await?;
+        self.0.send(queue, message).await
+    }
+    async fn send_batch(&self, queue: QueueName, messages: Vec<OutgoingMessage>) -> Result<Vec<String>, QueueError> {
+        self.0.send_batch(queue, messages.clone()).await?;
+        self.0.send_batch(queue, messages).await
+    }
+    async fn receive(
+        &self,
+        queue: QueueName,
+        max: usize,
+        wait: Duration,
+        visibility: Duration,
+    ) -> Result<Vec<ReceivedMessage>, QueueError> {
+        self.0.receive(queue, max, wait, visibility).await
+    }
+    async fn delete(&self, queue: QueueName, receipt: &str) -> Result<(), QueueError> {
+        self.0.delete(queue, receipt).await
+    }
+    async fn change_visibility(&self, queue: QueueName, receipt: &str, visibility: Duration) -> Result<(), QueueError> {
+        self.0.change_visibility(queue, receipt, visibility).await
+    }
+    async fn record_failure(
+        &self,
+        queue: QueueName,
+        message: &ReceivedMessage,
+        failure: &Failure,
+    ) -> Result<(), QueueError> {
+        self.0.record_failure(queue, message, failure).await
+    }
+    async fn dead_letter(
+        &self,
+        queue: QueueName,
+        message: &ReceivedMessage,
+        failure: &Failure,
+    ) -> Result<(), QueueError> {
+        self.0.dead_letter(queue, message, failure).await
+    }
+    async fn dead_letters(&self, queue: QueueName, limit: usize) -> Result<Vec<DeadLetter>, QueueError> {
+        self.0.dead_letters(queue, limit).await
+    }
+    async fn replay(&self, queue: QueueName, ids: &[String]) -> Result<Vec<String>, QueueError> {
+        self.0.replay(queue, ids).await
+    }
+    async fn purge(&self, queue: QueueName, ids: &[String]) -> Result<Vec<String>, QueueError> {
+        self.0.purge(queue, ids).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_message_delivered_twice_creates_nothing_twice() {
+    let rig = Rig::start_with_queue(|_| {}, |q| Arc::new(Twice(q))).await;
+    let before = rig.counts().await;
+    let view = rig.onboard(TIMEOUT).await;
+    assert_eq!(view.status(), RunStatus::Succeeded, "{:#?}", view.steps);
+    let after = rig.counts().await;
+    for (kind, n) in expected_growth() {
+        assert_eq!(
+            growth(&before, &after, kind),
+            n,
+            "{kind} doubled? {before:?} -> {after:?}"
+        );
+    }
+    assert!(
+        view.steps.iter().all(|s| s.attempts == 1),
+        "a duplicate delivery never starts a step again"
+    );
+    let dead = rig.deps.queue.dead_letters(QueueName::Onboarding, 100).await.unwrap();
+    assert!(
+        dead.is_empty(),
+        "duplicates are acknowledged, not dead-lettered: {dead:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttling_and_replication_lag_slow_it_down_but_it_completes() {
+    let rig = Rig::start(|seed| {
+        seed.knobs = Knobs {
+            replication_lag_ms: 1_500,
+            identity_write_limit: 6,
+            identity_write_window_ms: 2_000,
+            intune_write_limit: 3,
+            intune_write_window_ms: 2_000,
+            retry_after_decimal: true,
+            ..Knobs::default()
+        };
+    })
+    .await;
+    let before = rig.counts().await;
+    let view = rig.onboard(Duration::from_secs(150)).await;
+    assert_eq!(view.status(), RunStatus::Succeeded, "{:#?}", view.steps);
+    let after = rig.counts().await;
+    for (kind, n) in expected_growth() {
+        assert_eq!(growth(&before, &after, kind), n, "{kind}: {before:?} -> {after:?}");
+    }
+    let throttled = rig.requests().await.iter().filter(|r| r.status == 429).count();
+    assert!(throttled > 0, "the quotas were low enough to throttle");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_permission_fails_preflight_naming_it_and_nothing_is_written() {
+    let rig = Rig::start(|seed| {
+        seed.apps[0].permissions.retain(|p| {
+            p != "DeviceManagementConfiguration.ReadWrite.All" && p != "RoleManagement.ReadWrite.Directory"
+        });
+    })
+    .await;
+    let view = rig.onboard(TIMEOUT).await;
+    assert_eq!(view.status(), RunStatus::Failed);
+    let preflight = view.step("preflight").unwrap();
+    assert_eq!(preflight.status, StepStatus::Failed);
+    let reason = preflight.last_error.clone().unwrap();
+    assert!(
+        reason.contains("DeviceManagementConfiguration.ReadWrite.All"),
+        "{reason}"
+    );
+    assert!(reason.contains("RoleManagement.ReadWrite.Directory"), "{reason}");
+    assert!(
+        view.steps
+            .iter()
+            .filter(|s| s.name != "preflight")
+            .all(|s| s.status == StepStatus::Blocked)
+    );
+    assert!(
+        rig.writes_after(0).await.is_empty(),
+        "nothing may be written when preflight fails"
+    );
+    let dead = rig.deps.queue.dead_letters(QueueName::Onboarding, 10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    let failure = dead[0].failure.clone().unwrap();
+    assert_eq!(failure.step.as_deref(), Some("preflight"));
+    assert_eq!(failure.tenant.as_deref(), Some(rig.tenant_id.as_str()));
+    assert!(failure.reason.contains("RoleManagement.ReadWrite.Directory"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_managed_by_another_mdm_authority_is_never_flipped() {
+    let rig = Rig::start(|seed| seed.mdm_authority = Some("sccm".into())).await;
+    let view = rig.onboard(TIMEOUT).await;
+    assert_eq!(view.status(), RunStatus::Failed);
+    let step = view.step("mdm-authority").unwrap();
+    assert_eq!(step.status, StepStatus::Failed);
+    assert!(
+        step.last_error.as_deref().unwrap().contains("\"sccm\""),
+        "{:?}",
+        step.last_error
+    );
+    assert_eq!(rig.control.tenant(&rig.tenant_id).await.unwrap().mdm_authority, "sccm");
+    for ring in ["test", "first", "fast", "broad"] {
+        assert_eq!(
+            view.step(&format!("update-policy:{ring}")).unwrap().status,
+            StepStatus::Blocked
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_message_is_dead_lettered_with_its_reason() {
+    let rig = Rig::start(|_| {}).await;
+    let bad = r#"{"v":1,"kind":"onboarding.step","run_id":"r","tenant_id":"11111111-2222-3333-4444-555555555555","step":"teleport","attempt":1}"#;
+    rig.deps
+        .queue
+        .send(QueueName::Onboarding, OutgoingMessage::now(bad))
+        .await
+        .unwrap();
+    rig.deps
+        .queue
+        .send(QueueName::Onboarding, OutgoingMessage::now("not json at all"))
+        .await
+        .unwrap();
+    let view = rig.onboard(TIMEOUT).await;
+    assert_eq!(view.status(), RunStatus::Succeeded, "bad messages hold nothing up");
+    let dead = rig.deps.queue.dead_letters(QueueName::Onboarding, 10).await.unwrap();
+    assert_eq!(dead.len(), 2, "{dead:?}");
+    let reasons: Vec<String> = dead
+        .iter()
+        .map(|d| d.failure.as_ref().unwrap().reason.clone())
+        .collect();
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("step: unknown onboarding step \"teleport\"")),
+        "{reasons:?}"
+    );
+    assert!(reasons.iter().any(|r| r.contains("not JSON")), "{reasons:?}");
+    assert!(dead.iter().any(|d| d.body == bad), "the body is kept unchanged");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_enrollment_joins_the_run_in_progress() {
+    let rig = Rig::start(|_| {}).await;
+    let first = mdops_handlers::onboarding::enroll(&rig.deps, &rig.tenant_id, "test")
+        .await
+        .unwrap();
+    let second = mdops_handlers::onboarding::enroll(&rig.deps, &rig.tenant_id, "test")
+        .await
+        .unwrap();
+    assert_eq!(first.run_id(), second.run_id());
+    assert!(matches!(
+        second,
+        mdops_core::onboarding::runs::Enrollment::Joined { .. }
+    ));
+    let view = rig.work_until_finished(first.run_id(), TIMEOUT).await;
+    assert_eq!(view.status(), RunStatus::Succeeded);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_message_is_sent_again_when_its_deadline_passes() {
+    let rig = Rig::start(|_| {}).await;
+    let run_id = mdops_handlers::onboarding::enroll(&rig.deps, &rig.tenant_id, "test")
+        .await
+        .unwrap()
+        .run_id()
+        .to_string();
+    // Lose the root step's message, as a crash between commit and send would.
+    let taken = rig
+        .deps
+        .queue
+        .receive(QueueName::Onboarding, 10, Duration::ZERO, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(taken.len(), 1);
+    let lost: StepMessage = serde_json::from_str(&taken[0].body).unwrap();
+    assert_eq!(lost.step, "preflight");
+    rig.deps
+        .queue
+        .delete(QueueName::Onboarding, &taken[0].receipt)
+        .await
+        .unwrap();
+    let view = rig.work_until_finished(&run_id, TIMEOUT).await;
+    assert_eq!(view.status(), RunStatus::Succeeded, "{:#?}", view.steps);
+    let runs = Runs::new(rig.deps.store.as_ref(), rig.deps.runs);
+    assert!(
+        runs.overdue(chrono::Utc::now() + chrono::Duration::hours(1), 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "no deadline is left behind"
+    );
+}
