@@ -452,11 +452,42 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// The SHA-1 thumbprint (base64url, the `x5t` form) of a PEM certificate, if it is one.
 pub fn certificate_thumbprint(pem: &str) -> Option<String> {
-    let start = pem.find("-----BEGIN CERTIFICATE-----")? + "-----BEGIN CERTIFICATE-----".len();
+    certificate_digest(pem).map(|d| URL_SAFE_NO_PAD.encode(d))
+}
+
+fn certificate_digest(pem: &str) -> Option<Vec<u8>> {
+    const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
+    let start = pem.find(BEGIN)? + BEGIN.len();
     let end = pem[start..].find("-----END CERTIFICATE-----")? + start;
     let b64: String = pem[start..end].chars().filter(|c| !c.is_whitespace()).collect();
     let der = STANDARD.decode(b64).ok()?;
-    Some(URL_SAFE_NO_PAD.encode(Sha1::digest(&der)))
+    Some(Sha1::digest(&der).to_vec())
+}
+
+/// The bytes of a presented thumbprint. Entra ID accepts more than the base64url the JOSE spec
+/// names: azure_identity sends standard base64 with padding, and operators paste hex thumbprints.
+fn thumbprint_bytes(presented: &str) -> Option<Vec<u8>> {
+    use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE};
+    if presented.len() == 40 && presented.chars().all(|c| c.is_ascii_hexdigit()) {
+        return (0..40)
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&presented[i..i + 2], 16).ok())
+            .collect();
+    }
+    [&URL_SAFE_NO_PAD, &URL_SAFE, &STANDARD, &STANDARD_NO_PAD]
+        .iter()
+        .find_map(|e| e.decode(presented).ok())
+}
+
+/// Whether a registered certificate matches a presented `x5t`/`kid`.
+fn certificate_matches(cert: &crate::seeds::CertificateSeed, presented: &str) -> bool {
+    if cert.key_id.as_deref() == Some(presented) {
+        return true;
+    }
+    match (certificate_digest(&cert.pem), thumbprint_bytes(presented)) {
+        (Some(digest), Some(bytes)) => digest == bytes,
+        _ => false,
+    }
 }
 
 #[derive(Deserialize)]
@@ -482,10 +513,7 @@ fn verify_assertion(tenant: &Tenant, app: &App, address: &str, assertion: &str, 
     let cert = app
         .certificates
         .iter()
-        .find(|c| {
-            let thumb = certificate_thumbprint(&c.pem);
-            presented.iter().any(|p| c.key_id.as_deref() == Some(p.as_str()) || thumb.as_deref() == Some(p.as_str()))
-        })
+        .find(|c| presented.iter().any(|p| certificate_matches(c, p)))
         .ok_or_else(|| {
             bad(
                 700027,

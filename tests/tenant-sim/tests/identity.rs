@@ -379,36 +379,42 @@ async fn a_registered_x509_certificate_is_matched_by_its_sha1_thumbprint() {
         .await
         .expect("app added");
     let endpoint = format!("{}/fabrikam/oauth2/v2.0/token", sim.url());
-    let mut header = Header::new(Algorithm::RS256);
-    header.x5t = Some(thumbprint);
-    let now = chrono::Utc::now().timestamp();
-    let claims = json!({"aud": endpoint, "iss": client_id.to_string(), "sub": client_id.to_string(),
-                        "jti": Uuid::new_v4().to_string(), "nbf": now, "exp": now + 300});
-    let assertion = jsonwebtoken::encode(
-        &header,
-        &claims,
-        &EncodingKey::from_rsa_pem(key.as_bytes()).expect("key"),
-    )
-    .expect("signs");
-    let resp = http()
-        .post(&endpoint)
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", client_id.to_string().as_str()),
-            (
-                "client_assertion_type",
-                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-            ),
-            ("client_assertion", assertion.as_str()),
-            ("scope", "https://graph.microsoft.com/.default"),
-        ])
-        .send()
-        .await
-        .expect("token endpoint");
-    let status = resp.status();
-    let body: Value = resp.json().await.expect("json");
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let tok = body["access_token"].as_str().expect("token");
-    assert_eq!(graph(&sim, tok, Method::GET, "/users", None).await.0, StatusCode::OK);
+    let digest = base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, &thumbprint).expect("b64");
+    let standard = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &digest);
+    let hex: String = digest.iter().map(|b| format!("{b:02X}")).collect();
+    // base64url (JOSE), standard base64 with padding (what azure_identity sends), hex (the portal's form).
+    for x5t in [thumbprint.clone(), standard, hex] {
+        let mut header = Header::new(Algorithm::RS256);
+        header.x5t = Some(x5t.clone());
+        let now = chrono::Utc::now().timestamp();
+        let claims = json!({"aud": endpoint, "iss": client_id.to_string(), "sub": client_id.to_string(),
+                            "jti": Uuid::new_v4().to_string(), "nbf": now, "exp": now + 300});
+        let assertion = jsonwebtoken::encode(
+            &header,
+            &claims,
+            &EncodingKey::from_rsa_pem(key.as_bytes()).expect("key"),
+        )
+        .expect("signs");
+        let resp = http()
+            .post(&endpoint)
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", client_id.to_string().as_str()),
+                (
+                    "client_assertion_type",
+                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                ),
+                ("client_assertion", assertion.as_str()),
+                ("scope", "https://graph.microsoft.com/.default"),
+            ])
+            .send()
+            .await
+            .expect("token endpoint");
+        let status = resp.status();
+        let body: Value = resp.json().await.expect("json");
+        assert_eq!(status, StatusCode::OK, "x5t {x5t}: {body}");
+        let tok = body["access_token"].as_str().expect("token");
+        assert_eq!(graph(&sim, tok, Method::GET, "/users", None).await.0, StatusCode::OK);
+    }
     sim.shutdown().await;
 }

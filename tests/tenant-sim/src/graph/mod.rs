@@ -544,18 +544,11 @@ fn throttle(tenant: &mut Tenant, client_id: &str, quota: Quota, now: Instant) ->
     };
     let send_retry_after = quota == Quota::IdentityWrite || k.intune_retry_after;
     let decimal = k.retry_after_decimal;
-    let q = tenant
+    let log = tenant
         .throttle
         .entry((client_id.to_ascii_lowercase(), quota))
         .or_default();
-    while q.front().is_some_and(|t| now.duration_since(*t) >= window) {
-        q.pop_front();
-    }
-    if q.len() >= limit as usize {
-        let wait = q
-            .front()
-            .map(|t| window.saturating_sub(now.duration_since(*t)))
-            .unwrap_or(window);
+    admit(log, limit, window, now).map_err(|wait| {
         let mut err = GraphError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "TooManyRequests",
@@ -564,9 +557,28 @@ fn throttle(tenant: &mut Tenant, client_id: &str, quota: Quota, now: Instant) ->
         if send_retry_after {
             err.retry_after = Some(format_retry_after(wait, decimal));
         }
-        return Err(err);
+        err
+    })
+}
+
+/// Sliding-window admission: records `now` and admits when fewer than `limit` requests fall in the
+/// last `window`; otherwise answers how long until the oldest of them leaves the window.
+fn admit(
+    log: &mut std::collections::VecDeque<Instant>,
+    limit: u32,
+    window: Duration,
+    now: Instant,
+) -> Result<(), Duration> {
+    while log.front().is_some_and(|t| now.duration_since(*t) >= window) {
+        log.pop_front();
     }
-    q.push_back(now);
+    if log.len() >= limit as usize {
+        return Err(log
+            .front()
+            .map(|t| window.saturating_sub(now.duration_since(*t)))
+            .unwrap_or(window));
+    }
+    log.push_back(now);
     Ok(())
 }
 
@@ -722,5 +734,80 @@ pub async fn handle(
             let r = GraphResponse::error(&err, &request_id, client_request_id.as_deref());
             app.answer(entry, r, &request_id, client_request_id.as_deref())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_window_slides_and_the_wait_is_until_the_oldest_request_leaves_it() {
+        let mut log = std::collections::VecDeque::new();
+        let window = Duration::from_secs(20);
+        for _ in 0..3 {
+            assert!(admit(&mut log, 3, window, Instant::now()).is_ok());
+            tokio::time::advance(Duration::from_secs(5)).await;
+        }
+        // t = 15 s: three requests in the window (0, 5, 10); the oldest leaves at 20 s.
+        assert_eq!(admit(&mut log, 3, window, Instant::now()), Err(Duration::from_secs(5)));
+        tokio::time::advance(Duration::from_millis(4_999)).await;
+        assert_eq!(
+            admit(&mut log, 3, window, Instant::now()),
+            Err(Duration::from_millis(1))
+        );
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert!(
+            admit(&mut log, 3, window, Instant::now()).is_ok(),
+            "the 0 s request left the window"
+        );
+        assert_eq!(log.len(), 3);
+        assert!(
+            admit(&mut log, 0, window, Instant::now()).is_err(),
+            "a zero quota refuses everything"
+        );
+    }
+
+    #[test]
+    fn retry_after_is_whole_seconds_rounded_up_or_trimmed_decimals() {
+        assert_eq!(format_retry_after(Duration::from_millis(1), false), "1");
+        assert_eq!(format_retry_after(Duration::from_millis(1_001), false), "2");
+        assert_eq!(format_retry_after(Duration::from_millis(1_500), true), "1.5");
+        assert_eq!(format_retry_after(Duration::ZERO, true), "0.001");
+    }
+
+    #[test]
+    fn routes_parse_ids_upns_and_role_templates() {
+        assert_eq!(
+            Route::parse("/users/a%23EXT%23%40x"),
+            Ok(Route::User("a#EXT#@x".into()))
+        );
+        assert_eq!(
+            Route::parse("/directoryRoles(roleTemplateId='62e90394-69f5-4237-9190-012177145e10')/members/$ref"),
+            Ok(Route::DirectoryRoleMemberRefs(
+                "roleTemplateId=62e90394-69f5-4237-9190-012177145e10".into()
+            ))
+        );
+        assert_eq!(Route::parse("/me/drive"), Err("drive".into()));
+    }
+
+    #[test]
+    fn every_route_has_a_permission_for_its_methods_and_writes_have_a_quota() {
+        let users = Route::Users;
+        assert!(permissions::required(&users, &Method::GET).is_some());
+        assert!(
+            permissions::required(&users, &Method::PUT).is_none(),
+            "PUT is not allowed on /users"
+        );
+        assert_eq!(permissions::quota(&users, &Method::POST), Some(Quota::IdentityWrite));
+        assert_eq!(
+            permissions::quota(&Route::DeviceConfigurations, &Method::POST),
+            Some(Quota::IntuneWrite)
+        );
+        assert_eq!(permissions::quota(&users, &Method::GET), None);
+        assert_eq!(
+            permissions::required(&Route::SetMdmAuthority("x".into()), &Method::POST),
+            Some(&["DeviceManagementServiceConfig.ReadWrite.All"][..])
+        );
     }
 }
