@@ -18,6 +18,8 @@
 //! Addresses: identity at `{url}/{tenant}/oauth2/v2.0/token` (tenant = id, name or domain), Graph
 //! at `{url}/v1.0/...`; a Graph request's tenant is the `tid` of its token.
 
+#![warn(missing_docs)]
+
 pub mod control;
 pub mod faults;
 pub mod graph;
