@@ -165,6 +165,16 @@ impl SqliteQueue {
         let max_receives = self.settings(queue).max_receive_count;
         self.pool
             .run(move |conn| {
+                // Look without the write lock first: idle pollers (other processes included)
+                // then never queue behind, or hold up, the writers.
+                let ready: bool = conn
+                    .prepare_cached("SELECT EXISTS (SELECT 1 FROM messages WHERE queue = ?1 AND visible_at_ms <= ?2)")
+                    .what("prepare visibility check")?
+                    .query_row(params![queue.as_str(), Utc::now().timestamp_millis()], |r| r.get(0))
+                    .what("check for visible messages")?;
+                if !ready {
+                    return Ok(Vec::new());
+                }
                 let tx = write_tx(conn)?;
                 let now = Utc::now();
                 let now_ms = now.timestamp_millis();
