@@ -199,8 +199,33 @@ fn qualify(tenant: &Tenant, upn: &str) -> String {
     }
 }
 
-/// Adds seeded objects, visible at once.
+/// Adds seeded objects, visible at once; all or nothing (an invalid seed leaves the tenant as it was).
 pub fn add_objects(tenant: &mut Tenant, seed: &ObjectsSeed) -> Result<(), SimError> {
+    let before = (
+        tenant.users.clone(),
+        tenant.groups.clone(),
+        tenant.skus.clone(),
+        tenant.detected_apps.clone(),
+        tenant.devices.clone(),
+        tenant.mobile_apps.clone(),
+        tenant.members.clone(),
+    );
+    let result = add_objects_in_place(tenant, seed);
+    if result.is_err() {
+        (
+            tenant.users,
+            tenant.groups,
+            tenant.skus,
+            tenant.detected_apps,
+            tenant.devices,
+            tenant.mobile_apps,
+            tenant.members,
+        ) = before;
+    }
+    result
+}
+
+fn add_objects_in_place(tenant: &mut Tenant, seed: &ObjectsSeed) -> Result<(), SimError> {
     let now = Instant::now();
     for u in &seed.users {
         let upn = qualify(tenant, &u.user_principal_name);

@@ -559,6 +559,19 @@ async fn mail_invitations_roles_and_the_mdm_authority() {
     )
     .await;
     assert_eq!(members["value"][0]["id"], guest_id.as_str());
+    let role_ref = format!(
+        "/directoryRoles/{}/members/{guest_id}/$ref",
+        intune["id"].as_str().expect("id")
+    );
+    assert_eq!(
+        graph(&sim, &tok, Method::DELETE, &role_ref, None).await.0,
+        StatusCode::NO_CONTENT,
+        "revocation"
+    );
+    assert_eq!(
+        graph(&sim, &tok, Method::DELETE, &role_ref, None).await.0,
+        StatusCode::NOT_FOUND
+    );
 
     let (_, org) = graph(&sim, &tok, Method::GET, "/organization", None).await;
     assert_eq!(org["value"][0]["mobileDeviceManagementAuthority"], "unknown");
@@ -691,5 +704,41 @@ async fn device_configurations_are_created_by_type_assigned_and_validated() {
     assert_eq!(status, StatusCode::CREATED, "{app}");
     let (_, apps) = graph(&sim, &tok, Method::GET, "/deviceAppManagement/mobileApps", None).await;
     assert_eq!(apps["value"].as_array().map(Vec::len), Some(1));
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn seeding_more_objects_is_all_or_nothing() {
+    let sim = sim_with(seed("fabrikam", 1, 1)).await;
+    let client = sim.client();
+    let before = client.counts("fabrikam").await.expect("counts");
+    let bad = tenant_sim::seeds::ObjectsSeed {
+        users: vec![tenant_sim::seeds::UserSeed {
+            user_principal_name: "new.user".into(),
+            display_name: None,
+            id: None,
+            usage_location: None,
+            user_type: None,
+            account_enabled: None,
+            directory_roles: vec!["No Such Role".into()],
+        }],
+        ..Default::default()
+    };
+    let err = client
+        .add_objects("fabrikam", &bad)
+        .await
+        .expect_err("unknown role refused");
+    assert!(err.to_string().contains("No Such Role"), "{err}");
+    assert_eq!(
+        client.counts("fabrikam").await.expect("counts"),
+        before,
+        "nothing was added"
+    );
+    let users = client.objects("fabrikam", "users").await.expect("users");
+    assert!(
+        users
+            .iter()
+            .all(|u| u["userPrincipalName"] != "new.user@fabrikam.onmicrosoft.com")
+    );
     sim.shutdown().await;
 }

@@ -70,3 +70,9 @@ pub fn add_member(t: &mut Tenant, ctx: &Ctx, key: &str) -> Result<GraphResponse,
     let id = resolve(t, ctx, key)?;
     groups::add_reference(t, ctx, &id, &member)
 }
+
+/// `DELETE /directoryRoles/{id}/members/{member}/$ref`.
+pub fn remove_member(t: &mut Tenant, ctx: &Ctx, key: &str, member: &str) -> Result<GraphResponse, GraphError> {
+    let id = resolve(t, ctx, key)?;
+    groups::remove_reference(t, &id, member)
+}

@@ -281,9 +281,14 @@ pub fn remove_member(t: &mut Tenant, ctx: &Ctx, id: &str, member: &str) -> Resul
     let gid = t
         .groups
         .get(id, ctx.now)
-        .map(|g| g.id.to_ascii_lowercase())
+        .map(|g| g.id.clone())
         .ok_or_else(|| GraphError::not_found(id))?;
-    let list = t.members.entry(gid).or_default();
+    remove_reference(t, &gid, member)
+}
+
+/// Removes a member reference from a group or role; 404 when it is not a member.
+pub fn remove_reference(t: &mut Tenant, container: &str, member: &str) -> Result<GraphResponse, GraphError> {
+    let list = t.members.entry(container.to_ascii_lowercase()).or_default();
     let before = list.len();
     list.retain(|m| !m.eq_ignore_ascii_case(member));
     if list.len() == before {

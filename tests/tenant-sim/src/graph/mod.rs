@@ -230,6 +230,8 @@ pub enum Route {
     DirectoryRoleMembers(String),
     /// `/directoryRoles/{id}/members/$ref`
     DirectoryRoleMemberRefs(String),
+    /// `/directoryRoles/{id}/members/{member}/$ref`
+    DirectoryRoleMemberRef(String, String),
     /// `/deviceManagement/deviceConfigurations`
     DeviceConfigurations,
     /// `/deviceManagement/deviceConfigurations/{id}`
@@ -268,6 +270,7 @@ impl Route {
                 [] => Ok(Route::DirectoryRole(key)),
                 ["members"] => Ok(Route::DirectoryRoleMembers(key)),
                 ["members", "$ref"] => Ok(Route::DirectoryRoleMemberRefs(key)),
+                ["members", m, "$ref"] => Ok(Route::DirectoryRoleMemberRef(key, m.to_string())),
                 _ => Err(first.to_string()),
             };
         }
@@ -291,6 +294,7 @@ impl Route {
             ["directoryRoles", r] => Route::DirectoryRole(id(r)),
             ["directoryRoles", r, "members"] => Route::DirectoryRoleMembers(id(r)),
             ["directoryRoles", r, "members", "$ref"] => Route::DirectoryRoleMemberRefs(id(r)),
+            ["directoryRoles", r, "members", m, "$ref"] => Route::DirectoryRoleMemberRef(id(r), id(m)),
             ["deviceManagement", "deviceConfigurations"] => Route::DeviceConfigurations,
             ["deviceManagement", "deviceConfigurations", c] => Route::DeviceConfiguration(id(c)),
             ["deviceManagement", "deviceConfigurations", c, "assign"] => Route::DeviceConfigurationAssign(id(c)),
@@ -515,6 +519,7 @@ fn dispatch(route: Route, t: &mut Tenant, ctx: &Ctx) -> Result<GraphResponse, Gr
         DirectoryRole(id) => directory_roles::get(t, ctx, &id),
         DirectoryRoleMembers(id) => directory_roles::members(t, ctx, &id),
         DirectoryRoleMemberRefs(id) => directory_roles::add_member(t, ctx, &id),
+        DirectoryRoleMemberRef(id, member) => directory_roles::remove_member(t, ctx, &id, &member),
         DeviceConfigurations if m == "GET" => device_management::list_configurations(t, ctx),
         DeviceConfigurations => device_management::create_configuration(t, ctx),
         DeviceConfiguration(id) if m == "GET" => device_management::get_configuration(t, ctx, &id),

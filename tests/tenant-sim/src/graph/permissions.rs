@@ -108,7 +108,7 @@ pub fn required(route: &Route, method: &Method) -> Option<&'static [&'static str
         (GroupMembers(_), "GET") => GROUP_MEMBER_READ,
         (GroupMemberRefs(_), "POST") | (GroupMemberRef(_, _), "DELETE") => GROUP_MEMBER_WRITE,
         (DirectoryRoles | DirectoryRole(_) | DirectoryRoleMembers(_), "GET") => ROLE_READ,
-        (DirectoryRoleMemberRefs(_), "POST") => ROLE_MEMBER_WRITE,
+        (DirectoryRoleMemberRefs(_), "POST") | (DirectoryRoleMemberRef(_, _), "DELETE") => ROLE_MEMBER_WRITE,
         (DeviceConfigurations | DeviceConfiguration(_) | DeviceConfigurationAssignments(_), "GET") => {
             DEVICE_CONFIG_READ
         }
