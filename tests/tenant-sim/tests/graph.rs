@@ -225,7 +225,28 @@ async fn groups_members_and_the_duplicate_reference_answer() {
     );
     let (_, members) = graph(&sim, &tok, Method::GET, &format!("/groups/{gid}/members"), None).await;
     assert_eq!(members["value"].as_array().map(Vec::len), Some(0));
+
+    // PATCH with members@odata.bind adds members; a repeat answers the duplicate-reference 400.
+    let (_, other) = graph(&sim, &tok, Method::GET, &format!("/users/user001@{DOMAIN}"), None).await;
+    let bind = json!({"members@odata.bind": [
+        format!("https://graph.microsoft.com/v1.0/directoryObjects/{uid}"),
+        format!("https://graph.microsoft.com/v1.0/directoryObjects/{}", other["id"].as_str().expect("id")),
+    ]});
+    let path = format!("/groups/{gid}");
+    assert_eq!(
+        graph(&sim, &tok, Method::PATCH, &path, Some(bind.clone())).await.0,
+        StatusCode::NO_CONTENT
+    );
+    let (_, members) = graph(&sim, &tok, Method::GET, &format!("/groups/{gid}/members"), None).await;
+    assert_eq!(members["value"].as_array().map(Vec::len), Some(2));
+    let (status, body) = graph(&sim, &tok, Method::PATCH, &path, Some(bind)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["message"], groups_duplicate_message());
     sim.shutdown().await;
+}
+
+fn groups_duplicate_message() -> &'static str {
+    tenant_sim::graph::groups::DUPLICATE_REFERENCE
 }
 
 #[tokio::test]

@@ -215,6 +215,15 @@ async fn graph_refuses_missing_expired_and_forged_tokens_and_missing_permissions
         .await
         .expect("answer");
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let challenge = resp
+        .headers()
+        .get("www-authenticate")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    assert!(
+        challenge.starts_with("Bearer"),
+        "401 carries a Bearer challenge: {challenge:?}"
+    );
     let body: Value = resp.json().await.expect("json");
     assert_eq!(body["error"]["code"], "InvalidAuthenticationToken");
 

@@ -162,24 +162,7 @@ pub fn create(t: &mut Tenant, ctx: &Ctx) -> Result<GraphResponse, GraphError> {
         }
     }
     validate(body)?;
-    let mut members = Vec::new();
-    for url in body
-        .get("members@odata.bind")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let id = url
-            .as_str()
-            .and_then(reference_id)
-            .ok_or_else(|| GraphError::bad_request("Invalid object identifier in 'members@odata.bind'."))?;
-        if directory_object(t, &id, ctx).is_none() {
-            return Err(GraphError::not_found(&id));
-        }
-        if !members.contains(&id) {
-            members.push(id);
-        }
-    }
+    let members = bound_members(t, ctx, body)?;
     let id = uuid::Uuid::new_v4().to_string();
     let data = group_object(&id, body);
     t.groups.insert(Obj {
@@ -202,16 +185,63 @@ pub fn create(t: &mut Tenant, ctx: &Ctx) -> Result<GraphResponse, GraphError> {
 pub fn update(t: &mut Tenant, ctx: &Ctx, id: &str) -> Result<GraphResponse, GraphError> {
     let body = ctx.body_object()?;
     validate(body)?;
-    if body.keys().any(|k| k.ends_with("@odata.bind")) {
+    if body.contains_key("owners@odata.bind") {
         return Err(GraphError::bad_request(
-            "Use the members/$ref endpoint to change members of an existing group.",
+            "Use the owners/$ref endpoint to change owners of an existing group.",
         ));
     }
-    let g = t.groups.get_mut(id, ctx.now).ok_or_else(|| GraphError::not_found(id))?;
+    let gid = t
+        .groups
+        .get(id, ctx.now)
+        .map(|g| g.id.clone())
+        .ok_or_else(|| GraphError::not_found(id))?;
+    // `members@odata.bind` in a PATCH adds members (Graph allows up to 20 per request), all or none.
+    let binds = bound_members(t, ctx, body)?;
+    if binds.len() > MAX_MEMBERS_PER_PATCH {
+        return Err(GraphError::bad_request(format!(
+            "At most {MAX_MEMBERS_PER_PATCH} members can be added in one request."
+        )));
+    }
+    if binds.iter().any(|m| t.is_member(&gid, m)) {
+        return Err(GraphError::bad_request(DUPLICATE_REFERENCE));
+    }
+    t.members.entry(gid.to_ascii_lowercase()).or_default().extend(binds);
+    let g = t
+        .groups
+        .get_mut(&gid, ctx.now)
+        .ok_or_else(|| GraphError::not_found(id))?;
     for (k, v) in body {
-        g.data.insert(k.clone(), v.clone());
+        if !k.ends_with("@odata.bind") {
+            g.data.insert(k.clone(), v.clone());
+        }
     }
     Ok(GraphResponse::empty(StatusCode::NO_CONTENT))
+}
+
+/// Graph's limit of members added by one `members@odata.bind` PATCH.
+const MAX_MEMBERS_PER_PATCH: usize = 20;
+
+/// The member ids of `members@odata.bind`, each a visible user or group, without repeats.
+fn bound_members(t: &Tenant, ctx: &Ctx, body: &Map<String, Value>) -> Result<Vec<String>, GraphError> {
+    let mut members = Vec::new();
+    for url in body
+        .get("members@odata.bind")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let id = url
+            .as_str()
+            .and_then(reference_id)
+            .ok_or_else(|| GraphError::bad_request("Invalid object identifier in 'members@odata.bind'."))?;
+        if directory_object(t, &id, ctx).is_none() {
+            return Err(GraphError::not_found(&id));
+        }
+        if !members.contains(&id) {
+            members.push(id);
+        }
+    }
+    Ok(members)
 }
 
 /// `DELETE /groups/{id}`.

@@ -174,6 +174,15 @@ impl GraphResponse {
         if let Some(ra) = &err.retry_after {
             r.headers.push(("Retry-After".into(), ra.clone()));
         }
+        if err.status == StatusCode::UNAUTHORIZED {
+            r.headers.push((
+                "WWW-Authenticate".into(),
+                format!(
+                    "Bearer realm=\"\", authorization_uri=\"https://login.microsoftonline.com/common/oauth2/authorize\", \
+                     client_id=\"{GRAPH_APP_ID}\""
+                ),
+            ));
+        }
         r
     }
 }
