@@ -763,3 +763,20 @@ async fn seeding_more_objects_is_all_or_nothing() {
     );
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn concurrent_creates_of_one_upn_yield_exactly_one_user() {
+    let sim = sim_with(seed("fabrikam", 0, 1)).await;
+    let tok = token(&sim, "fabrikam", FULL_APP).await;
+    let upn = format!("race@{DOMAIN}");
+    let attempts = (0..24).map(|_| graph(&sim, &tok, Method::POST, "/users", Some(new_user(&upn))));
+    let answers = futures::future::join_all(attempts).await;
+    let created = answers.iter().filter(|(s, _)| *s == StatusCode::CREATED).count();
+    let conflicts = answers
+        .iter()
+        .filter(|(s, b)| *s == StatusCode::BAD_REQUEST && b["error"]["details"][0]["code"] == "ObjectConflict")
+        .count();
+    assert_eq!((created, conflicts), (1, 23));
+    assert_eq!(sim.client().counts("fabrikam").await.expect("counts")["users"], 1);
+    sim.shutdown().await;
+}
