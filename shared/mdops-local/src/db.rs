@@ -125,7 +125,9 @@ enum Source {
 pub struct Pool {
     source: Source,
     idle: Mutex<Vec<Connection>>,
-    permits: Semaphore,
+    /// Held by each blocking call (moved into it), so a cancelled caller cannot push the
+    /// number of open connections past the limit while its statement still runs.
+    permits: Arc<Semaphore>,
 }
 
 impl Pool {
@@ -134,7 +136,7 @@ impl Pool {
         let pool = Pool {
             source: Source::File(path.to_path_buf()),
             idle: Mutex::new(Vec::new()),
-            permits: Semaphore::new(MAX_CONNECTIONS),
+            permits: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
         };
         let conn = pool.connect()?;
         migrate(&conn, &path.display().to_string())?;
@@ -147,7 +149,7 @@ impl Pool {
         let pool = Pool {
             source: Source::Memory,
             idle: Mutex::new(Vec::new()),
-            permits: Semaphore::new(1),
+            permits: Arc::new(Semaphore::new(1)),
         };
         let conn = pool.connect()?;
         migrate(&conn, ":memory:")?;
@@ -196,17 +198,21 @@ impl Pool {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, DbError> + Send + 'static,
     {
-        let _permit = self
-            .permits
-            .acquire()
+        let permit = Arc::clone(&self.permits)
+            .acquire_owned()
             .await
             .map_err(|_| DbError::Task("connection pool closed".into()))?;
         let pool = Arc::clone(self);
         tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let idle = pool.idle.lock().ok().and_then(|mut idle| idle.pop());
-            let mut conn = match idle {
-                Some(conn) => conn,
-                None => pool.connect()?,
+            let mut conn = match (idle, &pool.source) {
+                (Some(conn), _) => conn,
+                (None, Source::File(_)) => pool.connect()?,
+                // A new connection would be a new, empty database: refuse rather than lose state.
+                (None, Source::Memory) => {
+                    return Err(DbError::Task("the in-memory database's connection was lost".into()));
+                }
             };
             let result = f(&mut conn);
             pool.put_back(conn);
