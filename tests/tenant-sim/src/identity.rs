@@ -14,7 +14,7 @@ use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use secrecy::ExposeSecret;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{Map, Value, json};
 use sha1::{Digest, Sha1};
 
@@ -490,12 +490,6 @@ fn certificate_matches(cert: &crate::seeds::CertificateSeed, presented: &str) ->
     }
 }
 
-#[derive(Deserialize)]
-struct AssertionClaims {
-    #[allow(dead_code)]
-    exp: i64,
-}
-
 fn verify_assertion(tenant: &Tenant, app: &App, address: &str, assertion: &str, base: &str) -> Result<(), AadError> {
     let bad = |code: u32, msg: String| AadError::new(StatusCode::UNAUTHORIZED, "invalid_client", code, msg);
     let header = jsonwebtoken::decode_header(assertion)
@@ -543,7 +537,7 @@ fn verify_assertion(tenant: &Tenant, app: &App, address: &str, assertion: &str, 
     validation.sub = Some(app.client_id.clone());
     validation.set_required_spec_claims(&["exp", "aud", "iss", "sub"]);
     validation.leeway = 0;
-    jsonwebtoken::decode::<AssertionClaims>(assertion, &key, &validation).map_err(|e| {
+    jsonwebtoken::decode::<Value>(assertion, &key, &validation).map_err(|e| {
         use jsonwebtoken::errors::ErrorKind;
         match e.kind() {
             ErrorKind::InvalidSignature => bad(700027, "Client assertion contains an invalid signature.".into()),

@@ -333,8 +333,12 @@ async fn user_tokens_carry_the_engineer_claims_and_verify_with_the_jwks() {
         )
         .await
         .expect("user token");
+    assert_eq!(
+        sim.client().jwks_uri(&info.id),
+        format!("{}/{}/discovery/v2.0/keys", sim.url(), info.id)
+    );
     let jwks: Value = http()
-        .get(format!("{}/{}/discovery/v2.0/keys", sim.url(), info.id))
+        .get(sim.client().jwks_uri(&info.id))
         .send()
         .await
         .expect("jwks")
@@ -346,7 +350,7 @@ async fn user_tokens_carry_the_engineer_claims_and_verify_with_the_jwks() {
         DecodingKey::from_rsa_components(jwk["n"].as_str().expect("n"), jwk["e"].as_str().expect("e")).expect("key");
     let mut v = Validation::new(Algorithm::RS256);
     v.set_audience(&["api://mdops"]);
-    v.set_issuer(&[format!("https://login.microsoftonline.com/{}/v2.0", info.id)]);
+    v.set_issuer(&[tenant_sim::SimClient::user_token_issuer(&info.id)]);
     let claims = jsonwebtoken::decode::<Value>(&issued.access_token, &key, &v)
         .expect("verifies")
         .claims;

@@ -63,6 +63,26 @@ impl SimClient {
         &self.base
     }
 
+    /// The token endpoint of a tenant (id, name or domain).
+    pub fn token_endpoint(&self, tenant: &str) -> String {
+        format!("{}/{}/oauth2/v2.0/token", self.base, seg(tenant))
+    }
+
+    /// The JWKS address of a tenant, where user and app token signing keys are published.
+    pub fn jwks_uri(&self, tenant: &str) -> String {
+        format!("{}/{}/discovery/v2.0/keys", self.base, seg(tenant))
+    }
+
+    /// The Graph v1.0 base address (`{url}/v1.0`).
+    pub fn graph_base(&self) -> String {
+        format!("{}/v1.0", self.base)
+    }
+
+    /// The `iss` of user tokens of a tenant id (what our API's validator must expect).
+    pub fn user_token_issuer(tenant_id: &str) -> String {
+        format!("https://login.microsoftonline.com/{tenant_id}/v2.0")
+    }
+
     async fn call<B: Serialize, T: DeserializeOwned>(
         &self,
         method: reqwest::Method,
