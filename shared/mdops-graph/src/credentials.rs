@@ -147,16 +147,28 @@ impl TokenError {
             }
             current = std::error::Error::source(e).and_then(|s| s.downcast_ref::<azure_core::Error>());
         }
-        let mut text = err.to_string();
+        // The first line of each error in the chain: the SDK's wrapper says which credential
+        // failed, the inner ones say why (the platform's description, or our transport's refusal).
+        let mut parts: Vec<String> = Vec::new();
+        let mut current: Option<&(dyn std::error::Error + 'static)> = Some(err);
+        while let Some(e) = current {
+            let text = e.to_string();
+            let line = text
+                .lines()
+                .map(str::trim)
+                .find(|l| !l.is_empty())
+                .unwrap_or("")
+                .to_string();
+            if !line.is_empty() && !parts.iter().any(|p| p.contains(&line)) {
+                parts.push(line);
+            }
+            current = e.source();
+        }
+        let mut text = parts.join(": ");
         if let Some(secret) = secret.filter(|s| !s.is_empty()) {
             text = text.replace(secret, "***");
         }
-        let message = text
-            .lines()
-            .map(str::trim)
-            .find(|l| !l.is_empty())
-            .unwrap_or("")
-            .to_string();
+        let message = text.clone();
         TokenError {
             tenant: tenant.to_string(),
             credential,
@@ -358,8 +370,10 @@ impl IdentityTransport {
         let public = Url::parse(PUBLIC_AUTHORITY_HOST).ok();
         if url.host_str() != public.as_ref().and_then(|p| p.host_str()) {
             // In loopback mode nothing may leave the machine (e.g. a managed identity's IMDS probe).
+            // `Other`, not `Connection`: a refusal must not be retried by the SDK (the managed
+            // identity credential retries connection errors for up to 72 s).
             return Err(azure_core::Error::with_message(
-                azure_core::error::ErrorKind::Connection,
+                azure_core::error::ErrorKind::Other,
                 format!(
                     "refused: the authority is the loopback host {loopback}, so no token request goes to {}",
                     url.host_str().unwrap_or("?")
@@ -430,12 +444,45 @@ impl HttpClient for IdentityTransport {
         let body = response.bytes().await.map_err(|e| {
             azure_core::Error::with_message(ErrorKind::Io, format!("token answer cut short: {}", e.without_url()))
         })?;
+        let body = if (200..300).contains(&status) {
+            body.to_vec()
+        } else {
+            plain_error_description(&body)
+        };
         Ok(AsyncRawResponse::from_bytes(
             status.into(),
             Headers::from(headers),
             body,
         ))
     }
+}
+
+/// Rewrites a token error body so `error_description` needs no JSON escapes. azure_identity 1.0
+/// decodes it as a borrowed `&str`, which fails on any escape, and Entra ID's descriptions always
+/// hold `\r\n` ("...\r\nTrace ID: ..."): the AADSTS code and HTTP status would be lost.
+fn plain_error_description(body: &[u8]) -> Vec<u8> {
+    let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return body.to_vec();
+    };
+    if let Some(desc) = value.get_mut("error_description")
+        && let Some(text) = desc.as_str()
+    {
+        let plain: String = text
+            .split(['\r', '\n'])
+            .filter(|l| !l.trim().is_empty())
+            .collect::<Vec<_>>()
+            .join(" | ")
+            .chars()
+            .map(|c| match c {
+                '"' => '\'',
+                '\\' => '/',
+                c if c.is_control() => ' ',
+                c => c,
+            })
+            .collect();
+        *desc = serde_json::Value::String(plain);
+    }
+    serde_json::to_vec(&value).unwrap_or_else(|_| body.to_vec())
 }
 
 /// Decodes the `roles` claim (application permissions granted) from an access token.
@@ -514,6 +561,20 @@ mod tests {
         // Against the real authority nothing is rewritten.
         let real = IdentityTransport::new(reqwest::Client::new(), &GraphConfig::default());
         assert_eq!(real.target(&token_url).unwrap(), token_url);
+    }
+
+    #[test]
+    fn token_error_descriptions_are_made_escape_free() {
+        let body = br#"{"error":"invalid_client","error_codes":[7000215],"error_description":"AADSTS7000215: Invalid \"secret\".\r\nTrace ID: 1\r\nCorrelation ID: 2"}"#;
+        let plain = plain_error_description(body);
+        let v: serde_json::Value = serde_json::from_slice(&plain).unwrap();
+        assert_eq!(
+            v["error_description"],
+            "AADSTS7000215: Invalid 'secret'. | Trace ID: 1 | Correlation ID: 2"
+        );
+        assert_eq!(v["error_codes"][0], 7000215);
+        assert!(!String::from_utf8(plain).unwrap().contains('\\'));
+        assert_eq!(plain_error_description(b"not json"), b"not json");
     }
 
     #[test]
