@@ -308,6 +308,15 @@ async fn lists_page_with_next_links_and_honour_filter_select_top_and_count() {
     let (status, _) = graph(&sim, &tok, Method::GET, "/users?$filter=endswith(mail,'x')", None).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 
+    let (_, body) = graph(&sim, &tok, Method::GET, "/users?$orderby=displayName desc&$top=2", None).await;
+    assert_eq!(body["value"][0]["displayName"], "User 249");
+    assert!(
+        body["@odata.nextLink"]
+            .as_str()
+            .is_some_and(|l| l.contains("$orderby=displayName"))
+    );
+    let (status, _) = graph(&sim, &tok, Method::GET, "/users?$orderby=jobTitle", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "unsupported sort property");
     let (status, _) = graph(&sim, &tok, Method::GET, "/users?$count=true", None).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "$count without ConsistencyLevel");
     let resp = http()

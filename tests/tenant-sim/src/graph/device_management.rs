@@ -38,6 +38,7 @@ const CONFIG_SPEC: ListSpec<'static> = ListSpec {
     entity_set: "deviceManagement/deviceConfigurations",
     type_name: "DeviceConfiguration",
     filterable: &["id", "displayName"],
+    sortable: &["displayName"],
     count_needs_eventual: false,
     default_select: None,
 };
@@ -226,6 +227,7 @@ pub fn assignments(t: &Tenant, ctx: &Ctx, id: &str) -> Result<GraphResponse, Gra
         entity_set: "deviceManagement/deviceConfigurations('id')/assignments",
         type_name: "DeviceConfigurationAssignment",
         filterable: &["id"],
+        sortable: &["displayName"],
         count_needs_eventual: false,
         default_select: None,
     };
@@ -243,6 +245,7 @@ pub fn detected_apps(t: &Tenant, ctx: &Ctx) -> Result<GraphResponse, GraphError>
         entity_set: "deviceManagement/detectedApps",
         type_name: "DetectedApp",
         filterable: &["id", "displayName"],
+        sortable: &["displayName"],
         count_needs_eventual: false,
         default_select: None,
     };
@@ -259,6 +262,7 @@ pub fn list_mobile_apps(t: &Tenant, ctx: &Ctx) -> Result<GraphResponse, GraphErr
         entity_set: "deviceAppManagement/mobileApps",
         type_name: "MobileApp",
         filterable: &["id", "displayName", "isAssigned", "publisher"],
+        sortable: &["displayName"],
         count_needs_eventual: false,
         default_select: None,
     };

@@ -15,6 +15,7 @@ pub fn devices(t: &Tenant, ctx: &Ctx) -> Result<GraphResponse, GraphError> {
         entity_set: "devices",
         type_name: "Device",
         filterable: &["id", "deviceId", "displayName", "operatingSystem", "accountEnabled"],
+        sortable: &["displayName"],
         count_needs_eventual: true,
         default_select: None,
     };
@@ -27,6 +28,7 @@ pub fn subscribed_skus(t: &Tenant, ctx: &Ctx) -> Result<GraphResponse, GraphErro
         entity_set: "subscribedSkus",
         type_name: "SubscribedSku",
         filterable: &[],
+        sortable: &["displayName"],
         count_needs_eventual: false,
         default_select: None,
     };

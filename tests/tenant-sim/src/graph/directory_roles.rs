@@ -12,6 +12,7 @@ const SPEC: ListSpec<'static> = ListSpec {
     entity_set: "directoryRoles",
     type_name: "DirectoryRole",
     filterable: &["id", "displayName", "roleTemplateId"],
+    sortable: &["displayName"],
     count_needs_eventual: true,
     default_select: None,
 };
@@ -58,6 +59,7 @@ pub fn members(t: &Tenant, ctx: &Ctx, key: &str) -> Result<GraphResponse, GraphE
         entity_set: "directoryObjects",
         type_name: "DirectoryObject",
         filterable: &["id", "displayName", "userPrincipalName"],
+        sortable: &["displayName"],
         count_needs_eventual: true,
         default_select: None,
     };

@@ -32,6 +32,7 @@ const SPEC: ListSpec<'static> = ListSpec {
         "securityEnabled",
         "mailEnabled",
     ],
+    sortable: &["displayName"],
     count_needs_eventual: true,
     default_select: None,
 };
@@ -273,6 +274,7 @@ pub fn members(t: &Tenant, ctx: &Ctx, id: &str) -> Result<GraphResponse, GraphEr
         entity_set: "directoryObjects",
         type_name: "DirectoryObject",
         filterable: &["id", "displayName", "userPrincipalName"],
+        sortable: &["displayName"],
         count_needs_eventual: true,
         default_select: None,
     };

@@ -121,6 +121,8 @@ pub struct QueryOptions {
     pub count: bool,
     /// Offset from `$skiptoken`.
     pub skip: usize,
+    /// `$orderby`: property and whether descending.
+    pub order_by: Option<(String, bool)>,
     /// Other (non-`$`) pairs, kept for next links.
     pub rest: Vec<(String, String)>,
     /// Raw `$filter`/`$select`/`$top`/`$count` pairs, kept for next links.
@@ -168,7 +170,27 @@ impl QueryOptions {
                     opts.carried.push((k, v));
                 }
                 "$skiptoken" => opts.skip = decode_skiptoken(&v)?,
-                "$orderby" | "$search" | "$expand" | "$skip" => {
+                "$orderby" => {
+                    let mut parts = v.split_whitespace();
+                    let prop = parts.next().unwrap_or_default().to_string();
+                    let descending = match parts.next() {
+                        None | Some("asc") => false,
+                        Some("desc") => true,
+                        Some(other) => {
+                            return Err(GraphError::bad_request(format!(
+                                "Invalid $orderby direction '{other}'."
+                            )));
+                        }
+                    };
+                    if prop.is_empty() || parts.next().is_some() || v.contains(',') {
+                        return Err(GraphError::bad_request(format!(
+                            "Invalid $orderby '{v}': one property, optionally followed by asc or desc."
+                        )));
+                    }
+                    opts.order_by = Some((prop, descending));
+                    opts.carried.push((k, v));
+                }
+                "$search" | "$expand" | "$skip" => {
                     return Err(GraphError::bad_request(format!(
                         "The query option '{k}' is not supported by this simulator for this resource."
                     )));
@@ -407,6 +429,8 @@ pub struct ListSpec<'a> {
     pub type_name: &'a str,
     /// Properties `$filter` may use.
     pub filterable: &'a [&'a str],
+    /// Properties `$orderby` may use.
+    pub sortable: &'a [&'a str],
     /// Whether `$count` needs `ConsistencyLevel: eventual` (directory objects).
     pub count_needs_eventual: bool,
     /// Properties answered when there is no `$select`; `None` for all.
@@ -431,10 +455,23 @@ pub fn list(ctx: &Ctx, spec: &ListSpec, objects: Vec<Map<String, Value>>) -> Res
             "$count is not currently supported without the ConsistencyLevel header set to eventual.",
         ));
     }
-    let matching: Vec<_> = objects
+    let mut matching: Vec<_> = objects
         .into_iter()
         .filter(|o| opts.filter.as_ref().is_none_or(|f| f.matches(o)))
         .collect();
+    if let Some((prop, descending)) = &opts.order_by {
+        if !spec.sortable.contains(&prop.as_str()) {
+            return Err(GraphError::bad_request(format!(
+                "Sorting by property '{prop}' of resource '{}' is not supported.",
+                spec.type_name
+            )));
+        }
+        let key = |o: &Map<String, Value>| o.get(prop).and_then(Value::as_str).map(str::to_ascii_lowercase);
+        matching.sort_by_key(key);
+        if *descending {
+            matching.reverse();
+        }
+    }
     let total = matching.len();
     let page_size = opts.top.unwrap_or(ctx.page_size).max(1);
     let page: Vec<Value> = matching

@@ -12,6 +12,7 @@ const SPEC: ListSpec<'static> = ListSpec {
     entity_set: "organization",
     type_name: "Organization",
     filterable: &["id"],
+    sortable: &[],
     count_needs_eventual: false,
     default_select: None,
 };

@@ -88,6 +88,7 @@ const SPEC: ListSpec<'static> = ListSpec {
         "surname",
         "usageLocation",
     ],
+    sortable: &["displayName", "userPrincipalName"],
     count_needs_eventual: true,
     default_select: Some(DEFAULT_SELECT),
 };
@@ -553,6 +554,7 @@ pub fn member_of(t: &Tenant, ctx: &Ctx, key: &str) -> Result<GraphResponse, Grap
         entity_set: "directoryObjects",
         type_name: "DirectoryObject",
         filterable: &["id", "displayName"],
+        sortable: &["displayName", "userPrincipalName"],
         count_needs_eventual: true,
         default_select: None,
     };
