@@ -764,6 +764,16 @@ async fn seeding_more_objects_is_all_or_nothing() {
         before,
         "nothing was added"
     );
+    // A typo in a seed is a 400 naming the field, in the control API's error shape.
+    let resp = http()
+        .post(format!("{}/_sim/tenants", sim.url()))
+        .json(&json!({"name": "typo", "usres": []}))
+        .send()
+        .await
+        .expect("control answers");
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let body: Value = resp.json().await.expect("json");
+    assert!(body["error"].as_str().is_some_and(|e| e.contains("usres")), "{body}");
     let users = client.objects("fabrikam", "users").await.expect("users");
     assert!(
         users

@@ -50,6 +50,21 @@ impl From<SimError> for ControlError {
 
 type Answer<T> = Result<Json<T>, ControlError>;
 
+/// A JSON request body whose rejection (bad JSON, unknown field, wrong type) is a 400 with the
+/// control API's `{"error": ...}` shape, naming the problem.
+pub struct Body<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<S> for Body<T> {
+    type Rejection = ControlError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(Body(v)),
+            Err(rejection) => Err(ControlError(StatusCode::BAD_REQUEST, rejection.body_text())),
+        }
+    }
+}
+
 fn no_tenant(t: &str) -> ControlError {
     ControlError(
         StatusCode::NOT_FOUND,
@@ -108,7 +123,7 @@ async fn list_tenants(State(app): State<AppState>) -> Json<Vec<TenantInfo>> {
 
 async fn create_tenant(
     State(app): State<AppState>,
-    Json(seed): Json<TenantSeed>,
+    Body(seed): Body<TenantSeed>,
 ) -> Result<(StatusCode, Json<TenantInfo>), ControlError> {
     let info = tenants::create(&app.shared, seed).await?;
     Ok((StatusCode::CREATED, Json(info)))
@@ -122,7 +137,7 @@ async fn get_knobs(State(app): State<AppState>, Path(t): Path<String>) -> Answer
     with_tenant(&app, &t, |t| Ok(Json(t.knobs.clone())))
 }
 
-async fn set_knobs(State(app): State<AppState>, Path(t): Path<String>, Json(knobs): Json<Knobs>) -> Answer<Knobs> {
+async fn set_knobs(State(app): State<AppState>, Path(t): Path<String>, Body(knobs): Body<Knobs>) -> Answer<Knobs> {
     with_tenant(&app, &t, |t| {
         t.knobs = knobs;
         Ok(Json(t.knobs.clone()))
@@ -136,7 +151,7 @@ async fn list_faults(State(app): State<AppState>, Path(t): Path<String>) -> Answ
 async fn add_fault(
     State(app): State<AppState>,
     Path(t): Path<String>,
-    Json(spec): Json<FaultSpec>,
+    Body(spec): Body<FaultSpec>,
 ) -> Answer<FaultAdded> {
     if spec.count == 0 {
         return Err(ControlError(
@@ -163,7 +178,7 @@ async fn clear_faults(State(app): State<AppState>, Path(t): Path<String>) -> Res
     })
 }
 
-async fn add_app(State(app): State<AppState>, Path(t): Path<String>, Json(seed): Json<AppSeed>) -> Answer<TenantInfo> {
+async fn add_app(State(app): State<AppState>, Path(t): Path<String>, Body(seed): Body<AppSeed>) -> Answer<TenantInfo> {
     with_tenant(&app, &t, |t| {
         tenants::add_app(t, seed)?;
         Ok(Json(tenants::info(t)))
@@ -173,7 +188,7 @@ async fn add_app(State(app): State<AppState>, Path(t): Path<String>, Json(seed):
 async fn set_permissions(
     State(app): State<AppState>,
     Path((t, client_id)): Path<(String, String)>,
-    Json(p): Json<Permissions>,
+    Body(p): Body<Permissions>,
 ) -> Answer<Permissions> {
     with_tenant(&app, &t, |t| {
         let a = t.apps.get_mut(&client_id.to_ascii_lowercase()).ok_or_else(|| {
@@ -192,7 +207,7 @@ async fn set_permissions(
 async fn set_sku_units(
     State(app): State<AppState>,
     Path((t, sku)): Path<(String, String)>,
-    Json(units): Json<SkuUnits>,
+    Body(units): Body<SkuUnits>,
 ) -> Answer<Value> {
     with_tenant(&app, &t, |t| {
         let id = t
@@ -223,7 +238,7 @@ async fn set_sku_units(
 async fn set_mdm_authority(
     State(app): State<AppState>,
     Path(t): Path<String>,
-    Json(m): Json<MdmAuthority>,
+    Body(m): Body<MdmAuthority>,
 ) -> Answer<TenantInfo> {
     with_tenant(&app, &t, |t| {
         if !matches!(m.mdm_authority.as_str(), "unknown" | "intune" | "sccm" | "office365") {
@@ -243,7 +258,7 @@ async fn set_mdm_authority(
 async fn add_objects(
     State(app): State<AppState>,
     Path(t): Path<String>,
-    Json(seed): Json<ObjectsSeed>,
+    Body(seed): Body<ObjectsSeed>,
 ) -> Answer<BTreeMap<String, usize>> {
     with_tenant(&app, &t, |t| {
         tenants::add_objects(t, &seed)?;
@@ -271,7 +286,7 @@ async fn mail(State(app): State<AppState>, Path(t): Path<String>) -> Answer<Vec<
 async fn user_token(
     State(app): State<AppState>,
     Path(t): Path<String>,
-    Json(req): Json<UserTokenRequest>,
+    Body(req): Body<UserTokenRequest>,
 ) -> Answer<IssuedToken> {
     with_tenant(&app, &t, |t| Ok(Json(issue_user_token(t, &req)?)))
 }
@@ -279,7 +294,7 @@ async fn user_token(
 async fn app_token(
     State(app): State<AppState>,
     Path(t): Path<String>,
-    Json(req): Json<AppTokenRequest>,
+    Body(req): Body<AppTokenRequest>,
 ) -> Answer<IssuedToken> {
     with_tenant(&app, &t, |t| {
         let a = t.apps.get(&req.client_id.to_ascii_lowercase()).ok_or_else(|| {
