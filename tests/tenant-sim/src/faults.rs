@@ -77,3 +77,49 @@ pub fn take_matching(faults: &mut Vec<Fault>, method: &str, path: &str) -> Optio
     faults.retain(|f| f.remaining > 0);
     Some(action)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fault(id: u64, method: Option<&str>, prefix: &str, count: u32) -> Fault {
+        let spec = FaultSpec {
+            method: method.map(str::to_string),
+            path_prefix: prefix.into(),
+            count,
+            action: FaultAction::Status {
+                status: 503,
+                retry_after: None,
+                code: None,
+            },
+        };
+        Fault {
+            id,
+            remaining: count,
+            spec,
+        }
+    }
+
+    #[test]
+    fn faults_match_method_and_prefix_and_are_used_up_in_order() {
+        let mut faults = vec![fault(1, Some("post"), "/v1.0/users", 1), fault(2, None, "/v1.0", 2)];
+        assert!(
+            take_matching(&mut faults, "GET", "/v1.0/groups").is_some(),
+            "second fault, any method"
+        );
+        assert_eq!(faults.iter().map(|f| f.remaining).collect::<Vec<_>>(), [1, 1]);
+        assert!(
+            take_matching(&mut faults, "POST", "/v1.0/users").is_some(),
+            "first fault, method case-insensitive"
+        );
+        assert_eq!(
+            faults.iter().map(|f| f.id).collect::<Vec<_>>(),
+            [2],
+            "a used-up fault is dropped"
+        );
+        assert!(take_matching(&mut faults, "GET", "/other").is_none());
+        assert!(take_matching(&mut faults, "DELETE", "/v1.0/x").is_some());
+        assert!(faults.is_empty());
+        assert!(take_matching(&mut faults, "GET", "/v1.0/users").is_none());
+    }
+}
