@@ -13,7 +13,8 @@ fi
 moto_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
 moto_log="$root/target/moto.log"
 mkdir -p "$root/target"
-"$venv/bin/moto_server" -H 127.0.0.1 -p "$moto_port" >"$moto_log" 2>&1 &
+# moto with DynamoDB requests serialized (moto's DynamoDB takes no lock; see the launcher).
+"$venv/bin/python" "$root/shared/mdops-aws/emulator/moto_server.py" -H 127.0.0.1 -p "$moto_port" >"$moto_log" 2>&1 &
 pids+=("$!")
 
 # Up in under a second normally; 30 s means something is wrong (see target/moto.log).

@@ -542,3 +542,56 @@ impl Store for DynamoStore {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(pairs: &[(&str, AttributeValue)]) -> HashMap<String, AttributeValue> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
+    }
+
+    #[test]
+    fn sortable_time_orders_like_time() {
+        let a = DateTime::parse_from_rfc3339("2026-01-01T00:00:00.9Z").map(|t| t.with_timezone(&Utc));
+        let b = DateTime::parse_from_rfc3339("2026-01-01T00:00:01Z").map(|t| t.with_timezone(&Utc));
+        let (a, b) = (a.expect("time a"), b.expect("time b"));
+        assert!(
+            sortable_time(a) < sortable_time(b),
+            "{} < {}",
+            sortable_time(a),
+            sortable_time(b)
+        );
+        assert_eq!(sortable_time(a).len(), sortable_time(b).len(), "fixed width");
+    }
+
+    #[test]
+    fn undecodable_items_name_their_key() {
+        let good = item(&[
+            ("pk", s("run#1")),
+            ("sk", s("meta")),
+            ("version", AttributeValue::N("2".into())),
+            ("body", s("{\"a\":1}")),
+            ("updated_at", s("2026-01-01T00:00:00Z")),
+        ]);
+        assert_eq!(decode(&good).expect("decodes").version, 2);
+        let cases = [
+            ("body", AttributeValue::N("1".into()), "body"),
+            ("body", s("{not json"), "JSON"),
+            ("version", s("two"), "version"),
+            ("updated_at", s("yesterday"), "updated_at"),
+            ("coll_name", s("runs"), "coll_sort"),
+        ];
+        for (attr, value, says) in cases {
+            let mut bad = good.clone();
+            bad.insert(attr.to_string(), value);
+            match decode(&bad) {
+                Err(StoreError::Corrupt { key, reason }) => {
+                    assert_eq!(key, Key::new("run#1", "meta"));
+                    assert!(reason.contains(says), "{attr}: {reason}");
+                }
+                other => panic!("{attr}: expected Corrupt, got {other:?}"),
+            }
+        }
+    }
+}

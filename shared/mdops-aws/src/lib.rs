@@ -348,3 +348,24 @@ impl AwsBackend {
         &self.store
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resource_names_follow_the_prefix() {
+        let names = ResourceNames::new("mdops-prod").expect("valid prefix");
+        assert_eq!(names.queue(QueueName::Onboarding), "mdops-prod-onboarding");
+        assert_eq!(names.dead_letter_queue(QueueName::Licences), "mdops-prod-licences-dlq");
+        assert_eq!(names.table(), "mdops-prod-state");
+    }
+
+    #[test]
+    fn bad_prefixes_are_refused_by_name() {
+        for bad in ["", "has space", "dot.ted", &"x".repeat(MAX_PREFIX_LEN + 1)] {
+            let err = ResourceNames::new(bad).expect_err(bad);
+            assert!(err.to_string().contains("resource prefix"), "{err}");
+        }
+    }
+}

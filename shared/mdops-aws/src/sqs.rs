@@ -664,3 +664,16 @@ impl Queue for SqsQueue {
             .collect())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_round_up_to_whole_seconds() {
+        assert_eq!(seconds(Duration::ZERO), 0);
+        assert_eq!(seconds(Duration::from_millis(1)), 1);
+        assert_eq!(seconds(Duration::from_millis(1000)), 1);
+        assert_eq!(seconds(Duration::from_millis(1500)), 2);
+    }
+}

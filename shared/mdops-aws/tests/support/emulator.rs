@@ -1,6 +1,7 @@
 //! Finds the AWS emulator for tests and benchmarks: the one `scripts/test` started
-//! (`MDOPS_TEST_AWS=1` with `AWS_ENDPOINT_URL`), or else a `moto_server` from the repo's `.venv`
-//! started here on a free 127.0.0.1 port for the life of this process. Never silently skips.
+//! (`MDOPS_TEST_AWS=1` with `AWS_ENDPOINT_URL`), or else moto from the repo's `.venv` (through
+//! `emulator/moto_server.py`) started here on a free 127.0.0.1 port for the life of this process.
+//! Never silently skips.
 
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -33,10 +34,13 @@ fn find() -> Found {
             _minder: None,
         };
     }
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let moto = root.join(".venv/bin/moto_server");
+    let crate_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let python = crate_dir.join("../../.venv/bin/python");
+    let moto = crate_dir.join("../../.venv/bin/moto_server");
+    // moto with DynamoDB requests serialized: see emulator/moto_server.py for why.
+    let launcher = crate_dir.join("emulator/moto_server.py");
     assert!(
-        moto.exists(),
+        moto.exists() && python.exists(),
         "the AWS adapter tests need the moto emulator and {} is missing: run scripts/test (it installs \
          moto into .venv and starts it), or start moto_server yourself and set MDOPS_TEST_AWS=1 and AWS_ENDPOINT_URL",
         moto.display()
@@ -48,9 +52,10 @@ fn find() -> Found {
     // A small shell keeps moto alive exactly as long as this test process: it polls our pid and
     // kills moto when we are gone (Rust runs no destructors for statics at exit).
     let script = format!(
-        "'{}' -H 127.0.0.1 -p {port} >/dev/null 2>&1 & m=$!; trap 'kill $m' EXIT; \
+        "'{}' '{}' -H 127.0.0.1 -p {port} >/dev/null 2>&1 & m=$!; trap 'kill $m' EXIT; \
          while kill -0 {} 2>/dev/null; do sleep 1; done",
-        moto.display(),
+        python.display(),
+        launcher.display(),
         std::process::id()
     );
     let minder = Command::new("sh")
