@@ -340,5 +340,28 @@ async fn batches_hold_at_most_20_items_each_answered_and_throttled_on_its_own() 
         .collect();
     assert_eq!(items.len(), 3);
     assert_eq!(items.iter().filter(|e| e.status == 429).count(), 1);
+
+    // A fault can hit the batch request itself: no item runs.
+    let fault = FaultSpec {
+        method: Some("POST".into()),
+        path_prefix: "/v1.0/$batch".into(),
+        count: 1,
+        action: FaultAction::Status {
+            status: 503,
+            retry_after: Some("1".into()),
+            code: None,
+        },
+    };
+    sim.client().add_fault("fabrikam", &fault).await.expect("fault");
+    let before = sim.client().requests(&Default::default()).await.expect("log").len();
+    let one = json!({"requests": [{"id": "1", "method": "GET", "url": "/groups"}]});
+    let (status, _) = graph(&sim, &tok, Method::POST, "/$batch", Some(one.clone())).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    let after = sim.client().requests(&Default::default()).await.expect("log");
+    assert_eq!(after.len(), before + 1, "only the batch itself is logged");
+    assert_eq!(
+        graph(&sim, &tok, Method::POST, "/$batch", Some(one)).await.0,
+        StatusCode::OK
+    );
     sim.shutdown().await;
 }

@@ -409,23 +409,28 @@ pub fn execute(state: &mut SimState, caller: &Caller, req: &GraphRequest, base: 
     };
     let full_path = format!("/v1.0{}", req.path);
     if let Some(action) = faults::take_matching(&mut tenant.faults, req.method.as_str(), &full_path) {
-        return match action {
-            FaultAction::Status {
-                status,
-                retry_after,
-                code,
-            } => {
-                let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-                let code = code.unwrap_or_else(|| default_code(status).to_string());
-                let mut err = GraphError::new(status, &code, "Injected fault.");
-                err.retry_after = retry_after;
-                answer_err(err)
-            }
-            FaultAction::Reset => Outcome::Reset,
-            FaultAction::Hang { ms } => Outcome::Hang(Duration::from_millis(ms.min(MAX_HANG_MS))),
-        };
+        return fault_outcome(action);
     }
     Outcome::Answer(route_and_run(tenant, caller, req, base, now))
+}
+
+/// What a matched fault does to a request.
+fn fault_outcome(action: FaultAction) -> Outcome {
+    match action {
+        FaultAction::Status {
+            status,
+            retry_after,
+            code,
+        } => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let code = code.unwrap_or_else(|| default_code(status).to_string());
+            let mut err = GraphError::new(status, &code, "Injected fault.");
+            err.retry_after = retry_after;
+            answer_err(err)
+        }
+        FaultAction::Reset => Outcome::Reset,
+        FaultAction::Hang { ms } => Outcome::Hang(Duration::from_millis(ms.min(MAX_HANG_MS))),
+    }
 }
 
 fn answer_err(e: GraphError) -> Outcome {
@@ -724,12 +729,18 @@ pub async fn handle(
         headers,
         body,
     };
-    if req.path.trim_end_matches('/') == "/$batch" {
-        let r = batch::run(&app, &caller, &req, &base, &request_id).await;
-        let r = finish(r, &request_id, client_request_id.as_deref());
-        return app.answer(entry, r, &request_id, client_request_id.as_deref());
-    }
-    let outcome = {
+    let outcome = if req.path.trim_end_matches('/') == "/$batch" {
+        // Faults may match the batch request itself; otherwise each item meets its own.
+        let fault = {
+            let mut st = app.shared.lock();
+            st.tenant_mut(&caller.tenant_id)
+                .and_then(|t| faults::take_matching(&mut t.faults, req.method.as_str(), "/v1.0/$batch"))
+        };
+        match fault {
+            Some(action) => fault_outcome(action),
+            None => Outcome::Answer(batch::run(&app, &caller, &req, &base, &request_id).await),
+        }
+    } else {
         let mut st = app.shared.lock();
         execute(&mut st, &caller, &req, &base, Instant::now())
     };
