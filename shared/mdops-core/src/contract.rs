@@ -4,7 +4,7 @@
 //! Each case is a plain async function over a port. An adapter's `tests/contract.rs` instantiates
 //! every case as its own `#[tokio::test]` with the macros:
 //!
-//! ```ignore
+//! ```text
 //! // make_queue(settings) -> (Arc<dyn Queue>, Guard); make_store() -> (Arc<dyn Store>, Guard)
 //! mdops_core::queue_contract!(make_queue);
 //! // corrupt(&guard, &key) writes a row/item under `key` that does not decode.
