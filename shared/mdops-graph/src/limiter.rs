@@ -1,5 +1,10 @@
-//! Per-tenant request limiter: token buckets sized from Graph's published quotas, so a worker
-//! onboarding many tenants spreads its calls instead of walking into 429 storms.
+//! Per-tenant request limiter sized from Graph's published quotas, so a worker onboarding many
+//! tenants spreads its calls instead of walking into 429 storms.
+//!
+//! Graph's quotas are "N requests per window", so each bucket is an exact sliding window: a request
+//! is granted a slot only when fewer than `permits` slots fall in the `per` before it. (A token
+//! bucket of the same size would allow a full burst *plus* a window's refill, up to twice the
+//! quota in one window.) A bucket keeps at most `permits` timestamps, pruned as they age out.
 //!
 //! Each tenant has three buckets; a request takes one permit from every bucket that applies:
 //! `all` (every request), `directory_writes` (writes outside Intune) and `intune_writes` (writes
@@ -7,7 +12,7 @@
 //! by [`LimiterSettings::max_wait`]: past it the caller gets [`GraphError::Limited`], a throttled
 //! error the handler turns into `Retry(after)`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,19 +20,13 @@ use tokio::time::Instant;
 
 use crate::error::{GraphError, Result};
 
-/// One bucket: `permits` requests per `per`, with a burst of up to `permits`.
+/// One bucket: at most `permits` requests in any window of `per`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BucketSettings {
-    /// Requests allowed per window (also the burst size).
+    /// Requests allowed per window.
     pub permits: u32,
     /// The window.
     pub per: Duration,
-}
-
-impl BucketSettings {
-    fn rate_per_sec(&self) -> f64 {
-        f64::from(self.permits) / self.per.as_secs_f64()
-    }
 }
 
 /// Limiter configuration. The defaults keep ~20% headroom under the published quotas because
@@ -116,34 +115,50 @@ impl RequestKind {
     }
 }
 
+/// Extra spacing between a slot and the one `permits` later: 5% of the window, at most 1 s. Graph
+/// counts a request when it arrives, not when we send it, and network and server jitter would
+/// otherwise let one window's last request land inside the next window's first.
+fn window_margin(per: Duration) -> Duration {
+    (per / 20).min(Duration::from_secs(1))
+}
+
 #[derive(Debug)]
 struct Bucket {
     settings: BucketSettings,
-    tokens: f64,
-    last: Instant,
+    /// Slots granted (some possibly in the future, reserved by waiters), oldest first; at most
+    /// `permits` of them, since only the `permits`-th most recent decides the next slot.
+    slots: VecDeque<Instant>,
 }
 
 impl Bucket {
-    fn new(settings: BucketSettings, now: Instant) -> Bucket {
+    fn new(settings: BucketSettings) -> Bucket {
         Bucket {
             settings,
-            tokens: f64::from(settings.permits),
-            last: now,
+            slots: VecDeque::new(),
         }
     }
 
-    fn refill(&mut self, now: Instant) {
-        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
-        self.tokens = (self.tokens + elapsed * self.settings.rate_per_sec()).min(f64::from(self.settings.permits));
-        self.last = now;
+    /// The earliest slot at or after `now` that keeps every window within the quota.
+    fn next_slot(&mut self, now: Instant) -> Instant {
+        let per = self.settings.per;
+        while self.slots.front().is_some_and(|&t| t + per <= now) {
+            self.slots.pop_front();
+        }
+        if self.slots.len() < self.settings.permits as usize {
+            // No reserved future slot can exist here (a waiter's slot keeps `permits` slots within
+            // its window), so granting `now` keeps the slots in order.
+            now
+        } else {
+            self.slots
+                .front()
+                .map_or(now, |&oldest| now.max(oldest + per + window_margin(per)))
+        }
     }
 
-    /// How long until one permit is free (zero when one is free now).
-    fn wait_for_one(&self) -> Duration {
-        if self.tokens >= 1.0 {
-            Duration::ZERO
-        } else {
-            Duration::from_secs_f64((1.0 - self.tokens) / self.settings.rate_per_sec())
+    fn take(&mut self, slot: Instant) {
+        self.slots.push_back(slot);
+        while self.slots.len() > self.settings.permits as usize {
+            self.slots.pop_front();
         }
     }
 }
@@ -194,9 +209,9 @@ impl Limiter {
         let mut tenants = self.tenants.lock().unwrap_or_else(|p| p.into_inner());
         let s = self.settings;
         let buckets = tenants.entry(tenant.to_string()).or_insert_with(|| TenantBuckets {
-            all: Bucket::new(s.all, now),
-            directory_writes: Bucket::new(s.directory_writes, now),
-            intune_writes: Bucket::new(s.intune_writes, now),
+            all: Bucket::new(s.all),
+            directory_writes: Bucket::new(s.directory_writes),
+            intune_writes: Bucket::new(s.intune_writes),
         });
         let mut chosen: Vec<(&'static str, &mut Bucket)> = vec![("all", &mut buckets.all)];
         match kind {
@@ -204,23 +219,24 @@ impl Limiter {
             RequestKind::DirectoryWrite => chosen.push(("directory_writes", &mut buckets.directory_writes)),
             RequestKind::IntuneWrite => chosen.push(("intune_writes", &mut buckets.intune_writes)),
         }
-        let mut wait = Duration::ZERO;
+        let mut slot = now;
         for (name, bucket) in chosen.iter_mut() {
-            bucket.refill(now);
-            let w = bucket.wait_for_one();
-            if w > s.max_wait {
+            let own = bucket.next_slot(now);
+            let wait = own.saturating_duration_since(now);
+            if wait > s.max_wait {
                 return Err(GraphError::Limited {
                     tenant: tenant.to_string(),
                     bucket: name,
-                    wait: w,
+                    wait,
                 });
             }
-            wait = wait.max(w);
+            slot = slot.max(own);
         }
+        // The latest slot of all buckets is at or after each bucket's own, so order is kept.
         for (_, bucket) in chosen {
-            bucket.tokens -= 1.0;
+            bucket.take(slot);
         }
-        Ok(wait)
+        Ok(slot.saturating_duration_since(now))
     }
 }
 
@@ -268,27 +284,29 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn intune_writes_wait_for_refill_then_give_up_past_max_wait() {
+    async fn intune_writes_wait_for_the_window_then_give_up_past_max_wait() {
         let l = Limiter::new(small());
         let start = Instant::now();
         l.acquire("t1", RequestKind::IntuneWrite).await.unwrap();
         l.acquire("t1", RequestKind::IntuneWrite).await.unwrap();
-        assert_eq!(start.elapsed(), Duration::ZERO, "the burst is free");
-        // Third permit: one refills every second.
+        assert_eq!(start.elapsed(), Duration::ZERO, "the quota's worth is free at once");
+        // Third: only when the first two leave the 2 s window (plus its 5% margin).
         l.acquire("t1", RequestKind::IntuneWrite).await.unwrap();
-        let waited = start.elapsed();
-        assert!(
-            waited >= Duration::from_millis(999) && waited <= Duration::from_millis(1001),
-            "{waited:?}"
+        assert_eq!(start.elapsed(), Duration::from_millis(2100));
+        // Fourth fits the same window as the third; fifth and sixth wait 2.1 s (max_wait is 3 s).
+        assert_eq!(l.reserve("t1", RequestKind::IntuneWrite).unwrap(), Duration::ZERO);
+        assert_eq!(
+            l.reserve("t1", RequestKind::IntuneWrite).unwrap(),
+            Duration::from_millis(2100)
         );
-        // Reserve three more without waiting: the queue ahead grows past max_wait (3 s).
-        assert!(l.reserve("t1", RequestKind::IntuneWrite).is_ok());
-        assert!(l.reserve("t1", RequestKind::IntuneWrite).is_ok());
-        assert!(l.reserve("t1", RequestKind::IntuneWrite).is_ok());
+        assert_eq!(
+            l.reserve("t1", RequestKind::IntuneWrite).unwrap(),
+            Duration::from_millis(2100)
+        );
         match l.reserve("t1", RequestKind::IntuneWrite) {
             Err(GraphError::Limited { bucket, wait, .. }) => {
                 assert_eq!(bucket, "intune_writes");
-                assert!(wait > Duration::from_secs(3), "{wait:?}");
+                assert_eq!(wait, Duration::from_millis(4200));
             }
             other => panic!("expected Limited, got {other:?}"),
         }
@@ -298,10 +316,38 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn no_window_ever_holds_more_than_the_quota() {
+        let l = Arc::new(Limiter::new(small()));
+        let start = Instant::now();
+        let grants = Arc::new(Mutex::new(Vec::new()));
+        let mut handles = Vec::new();
+        for i in 0..40u64 {
+            let (l, grants) = (l.clone(), grants.clone());
+            handles.push(tokio::spawn(async move {
+                // Arrivals spread over ~4 s, in bursts.
+                tokio::time::sleep(Duration::from_millis((i % 8) * 500)).await;
+                l.acquire("t1", RequestKind::IntuneWrite).await.ok()?;
+                grants.lock().unwrap().push(start.elapsed());
+                Some(())
+            }));
+        }
+        for h in handles {
+            h.await.unwrap();
+        }
+        let mut g = grants.lock().unwrap().clone();
+        g.sort();
+        assert!(g.len() >= 4, "{g:?}");
+        for (i, t) in g.iter().enumerate() {
+            let in_window = g[i..].iter().take_while(|u| **u < *t + Duration::from_secs(2)).count();
+            assert!(in_window <= 2, "{in_window} grants in the 2 s window from {t:?}: {g:?}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_burst_is_spread_at_the_configured_rate() {
         let l = Arc::new(Limiter::new(small()));
         let start = Instant::now();
-        // 150 directory writes against 50/s with a burst of 50: the last one waits ~2 s.
+        // 150 directory writes against 50 per second: 50 now, 50 at 1.05 s, the last 50 at 2.1 s.
         let mut handles = Vec::new();
         for _ in 0..150 {
             let l = l.clone();
@@ -313,10 +359,7 @@ mod tests {
             h.await.unwrap().unwrap();
         }
         let took = start.elapsed();
-        assert!(
-            took >= Duration::from_millis(1990) && took <= Duration::from_millis(2100),
-            "{took:?}"
-        );
+        assert!(took == Duration::from_millis(2100), "{took:?}");
     }
 
     #[test]

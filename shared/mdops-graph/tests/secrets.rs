@@ -68,8 +68,24 @@ async fn secrets_never_appear_in_logs_or_errors() {
     let fabrikam = uuid::Uuid::new_v4().to_string();
     let fabrikam_app = uuid::Uuid::new_v4().to_string();
     let sim = start_sim(vec![
-        seed("contoso", &contoso.id, &contoso.client_id, Some(secret), None, PERMISSIONS, json!({})),
-        seed("fabrikam", &fabrikam, &fabrikam_app, None, Some(&cert_pem), PERMISSIONS, json!({})),
+        seed(
+            "contoso",
+            &contoso.id,
+            &contoso.client_id,
+            Some(secret),
+            None,
+            PERMISSIONS,
+            json!({}),
+        ),
+        seed(
+            "fabrikam",
+            &fabrikam,
+            &fabrikam_app,
+            None,
+            Some(&cert_pem),
+            PERMISSIONS,
+            json!({}),
+        ),
     ])
     .await;
 
@@ -111,7 +127,11 @@ async fn secrets_never_appear_in_logs_or_errors() {
             },
         )
         .expect("certificate tenant");
-    client.tenant(&fabrikam).get_organization().await.expect("certificate token");
+    client
+        .tenant(&fabrikam)
+        .get_organization()
+        .await
+        .expect("certificate token");
 
     // Failure: a wrong secret, and a token endpoint outage that outlasts the budget.
     let bad = GraphClient::new(fast_config(&sim)).expect("client");
@@ -123,7 +143,11 @@ async fn secrets_never_appear_in_logs_or_errors() {
         },
     )
     .expect("register");
-    let refused = bad.tenant(&contoso.id).get_organization().await.expect_err("wrong secret");
+    let refused = bad
+        .tenant(&contoso.id)
+        .get_organization()
+        .await
+        .expect_err("wrong secret");
     assert_eq!(refused.code(), "AADSTS7000215");
     let other = GraphClient::new(fast_config(&sim)).expect("client");
     other
@@ -151,14 +175,28 @@ async fn secrets_never_appear_in_logs_or_errors() {
         )
         .await
         .expect("fault");
-    let outage = other.tenant(&contoso.id).get_organization().await.expect_err("token outage");
+    let outage = other
+        .tenant(&contoso.id)
+        .get_organization()
+        .await
+        .expect_err("token outage");
 
     let logs = String::from_utf8_lossy(&logs.0.lock().unwrap_or_else(|p| p.into_inner())).into_owned();
-    assert!(logs.lines().count() > 20, "the capture works: {} lines", logs.lines().count());
+    assert!(
+        logs.lines().count() > 20,
+        "the capture works: {} lines",
+        logs.lines().count()
+    );
     assert!(logs.contains("client_request_id"), "spans carry the client-request-id");
     assert!(logs.contains("request_id"), "spans carry Graph's request-id");
-    assert!(logs.contains("AADSTS7000215"), "the failing token request is logged with its code");
-    assert!(logs.contains("reqwest") || logs.contains("hyper"), "the HTTP stack's own logs are captured");
+    assert!(
+        logs.contains("AADSTS7000215"),
+        "the failing token request is logged with its code"
+    );
+    assert!(
+        logs.contains("reqwest") || logs.contains("hyper"),
+        "the HTTP stack's own logs are captured"
+    );
     if std::env::var_os("MDOPS_SHOW_CAPTURED_LOGS").is_some() {
         eprintln!("{logs}");
     }

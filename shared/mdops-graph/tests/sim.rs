@@ -746,3 +746,67 @@ async fn typed_helpers_cover_the_onboarding_calls() {
         .expect("invitation");
     assert!(!invitation.invited_user.id.is_empty());
 }
+
+#[tokio::test]
+async fn the_limiter_keeps_intune_writes_under_the_quota() {
+    // The simulated tenant allows 5 Intune writes per second; the client is configured for 4.
+    let (sim, t) = one_tenant(
+        "contoso",
+        json!({"knobs": {"intune_write_limit": 5, "intune_write_window_ms": 1000}}),
+    )
+    .await;
+    let mut config = fast_config(&sim);
+    config.limiter.intune_writes = mdops_graph::BucketSettings {
+        permits: 4,
+        per: Duration::from_secs(1),
+    };
+    config.limiter.max_wait = Duration::from_secs(5);
+    let client = client_for(config.clone(), &t);
+    let graph = client.tenant(&t.id);
+    graph.get_organization().await.expect("warm");
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..12 {
+        let graph = graph.clone();
+        tasks.push(tokio::spawn(async move {
+            graph
+                .create_device_configuration(&json!({
+                    "@odata.type": "#microsoft.graph.windowsUpdateForBusinessConfiguration",
+                    "displayName": format!("ring {i}"),
+                }))
+                .await
+        }));
+    }
+    for task in tasks {
+        task.await.expect("task").expect("create");
+    }
+    let took = started.elapsed();
+    // A burst of 4, then 4 per second: the last of 12 goes out after ~2 s.
+    assert!(
+        took >= Duration::from_millis(1900) && took < Duration::from_secs(4),
+        "{took:?}"
+    );
+    let writes = requests(&sim, &t.id, Some("/v1.0/deviceManagement/deviceConfigurations")).await;
+    assert_eq!(writes.len(), 12, "no write was throttled and retried: {writes:?}");
+    assert!(writes.iter().all(|r| r.status == 201), "{writes:?}");
+
+    // Past max_wait the call is refused locally, as throttling the queue should carry. (A new
+    // client has a fresh limiter: let the simulator's window empty first.)
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    config.limiter.max_wait = Duration::from_millis(100);
+    let strict = client_for(config, &t);
+    let graph = strict.tenant(&t.id);
+    let mut limited = None;
+    for i in 0..6 {
+        let body = json!({"@odata.type": "#microsoft.graph.windowsUpdateForBusinessConfiguration", "displayName": format!("x{i}")});
+        if let Err(e) = graph.create_device_configuration(&body).await {
+            limited = Some(e);
+            break;
+        }
+    }
+    let e = limited.expect("the fifth or sixth write is limited");
+    assert_eq!(e.code(), "Limited", "{e}");
+    assert!(
+        matches!(e.classification(), ErrorClass::Throttled { retry_after } if retry_after > Duration::from_millis(100))
+    );
+}
