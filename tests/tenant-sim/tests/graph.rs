@@ -543,11 +543,22 @@ async fn mail_invitations_roles_and_the_mdm_authority() {
         &tok,
         Method::POST,
         "/invitations",
-        Some(json!({"invitedUserEmailAddress": "eng@provider.example", "inviteRedirectUrl": "https://myapps.microsoft.com"})),
+        Some(json!({"invitedUserEmailAddress": "eng@provider.example", "inviteRedirectUrl": "https://myapps.microsoft.com", "sendInvitationMessage": true})),
     )
     .await;
     assert_eq!(status, StatusCode::CREATED, "{invite}");
     let guest_id = invite["invitedUser"]["id"].as_str().expect("guest id").to_string();
+    let outbox = sim.client().mail("fabrikam").await.expect("mail");
+    let invitation = outbox
+        .iter()
+        .find(|m| m.from == "invites@microsoft.com")
+        .expect("invitation mailed");
+    assert_eq!(invitation.to, vec!["eng@provider.example".to_string()]);
+    assert!(
+        invitation
+            .body
+            .contains(invite["inviteRedeemUrl"].as_str().expect("redeem url"))
+    );
     let (_, guest) = graph(
         &sim,
         &tok,

@@ -7,7 +7,10 @@ use serde_json::{Value, json};
 use super::odata::{self, GraphError, ListSpec};
 use super::users::user_object;
 use super::{Ctx, GraphResponse};
-use crate::store::{Obj, Tenant};
+use crate::store::{Obj, SentMail, Tenant};
+
+/// Sender of invitation mail, as Microsoft sends it.
+pub const INVITATION_SENDER: &str = "invites@microsoft.com";
 
 /// `GET /devices`.
 pub fn devices(t: &Tenant, ctx: &Ctx) -> Result<GraphResponse, GraphError> {
@@ -96,12 +99,29 @@ pub fn invite(t: &mut Tenant, ctx: &Ctx) -> Result<GraphResponse, GraphError> {
         }
     };
     let invite_id = uuid::Uuid::new_v4().to_string();
+    let redeem_url = format!("https://login.microsoftonline.com/redeem?rd={invite_id}");
+    // With sendInvitationMessage, Microsoft mails the invitee; the simulator records that mail.
+    if body.get("sendInvitationMessage").and_then(Value::as_bool) == Some(true) {
+        let note = body
+            .get("invitedUserMessageInfo")
+            .and_then(|m| m.get("customizedMessageBody"))
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        t.mail.push(SentMail {
+            from: INVITATION_SENDER.into(),
+            to: vec![email.to_string()],
+            subject: format!("You're invited to the {} organization", t.display_name),
+            body: format!("{note}\n\nAccept invitation: {redeem_url}").trim().to_string(),
+            content_type: "Text".into(),
+            sent_at: chrono::Utc::now().to_rfc3339(),
+        });
+    }
     Ok(GraphResponse::json(
         StatusCode::CREATED,
         json!({
             "@odata.context": format!("{}/v1.0/$metadata#invitations/$entity", ctx.base),
             "id": invite_id,
-            "inviteRedeemUrl": format!("https://login.microsoftonline.com/redeem?rd={invite_id}"),
+            "inviteRedeemUrl": redeem_url,
             "invitedUserDisplayName": display,
             "invitedUserEmailAddress": email,
             "inviteRedirectUrl": redirect,
