@@ -319,6 +319,15 @@ impl GraphError {
         }
     }
 
+    /// Like [`Self::classification`], for a caller that knows how long ago the work was first
+    /// tried (e.g. a queue message's age): a 404 older than `lag_window` is no longer lag.
+    pub fn classification_with_lag(&self, since_first_try: Duration, lag_window: Duration) -> ErrorClass {
+        match self.classification() {
+            ErrorClass::NotFoundMaybeLag { .. } if since_first_try >= lag_window => ErrorClass::Permanent,
+            class => class,
+        }
+    }
+
     /// The decoded Graph answer, when Graph answered.
     pub fn api(&self) -> Option<&ApiError> {
         match self {
@@ -533,5 +542,28 @@ mod tests {
         assert_eq!(classify_status(400, None, false), ErrorClass::Permanent);
         assert_eq!(classify_status(403, None, false), ErrorClass::Permanent);
         assert_eq!(ErrorClass::Permanent.retry_after(), None);
+    }
+
+    #[test]
+    fn a_404_older_than_the_lag_window_is_permanent() {
+        let e = api(
+            404,
+            r#"{"error":{"code":"Request_ResourceNotFound","message":"gone"}}"#,
+            None,
+        );
+        let window = Duration::from_secs(120);
+        assert!(matches!(
+            e.classification_with_lag(Duration::from_secs(30), window),
+            ErrorClass::NotFoundMaybeLag { .. }
+        ));
+        assert_eq!(
+            e.classification_with_lag(Duration::from_secs(121), window),
+            ErrorClass::Permanent
+        );
+        let throttled = api(429, "{}", Some(Duration::from_secs(1)));
+        assert!(matches!(
+            throttled.classification_with_lag(Duration::from_secs(999), window),
+            ErrorClass::Throttled { .. }
+        ));
     }
 }
