@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use clap::Args;
@@ -31,6 +32,15 @@ pub struct GlobalArgs {
     /// Identity platform host (sovereign clouds).
     #[arg(long, global = true, env = "MDOPS_AUTHORITY_HOST")]
     pub authority_host: Option<Url>,
+    /// Seconds a started step is presumed alive before another delivery may take it over.
+    #[arg(long, global = true, env = "MDOPS_STEP_LEASE_SECS", default_value_t = RunSettings::default().lease.as_secs())]
+    pub step_lease_secs: u64,
+    /// Seconds a released step may wait for its message before the message is sent again.
+    #[arg(long, global = true, env = "MDOPS_STEP_GRACE_SECS", default_value_t = RunSettings::default().grace.as_secs())]
+    pub step_grace_secs: u64,
+    /// Seconds a created object may stay unreadable (replication lag) before a create is retried.
+    #[arg(long, global = true, env = "MDOPS_LAG_WINDOW_SECS", default_value_t = DEFAULT_LAG_WINDOW.as_secs())]
+    pub lag_window_secs: u64,
 }
 
 impl GlobalArgs {
@@ -69,10 +79,18 @@ impl Context {
     pub fn open(args: &GlobalArgs) -> Result<Context> {
         let backend = args.backend()?;
         let graph = GraphClient::new(args.graph_config()?).context("building the Graph client")?;
-        Ok(Context::with(backend, graph))
+        let runs = RunSettings {
+            lease: Duration::from_secs(args.step_lease_secs.max(1)),
+            grace: Duration::from_secs(args.step_grace_secs.max(1)),
+            ..RunSettings::default()
+        };
+        let mut ctx = Context::with(backend, graph);
+        ctx.deps.runs = runs;
+        ctx.deps.lag_window = Duration::from_secs(args.lag_window_secs);
+        Ok(ctx)
     }
 
-    /// A context over an already open backend and client.
+    /// A context over an already open backend and client, with default timing.
     pub fn with(backend: SqliteBackend, graph: GraphClient) -> Context {
         let store: Arc<dyn Store> = Arc::new(backend.store().clone());
         let queue: Arc<dyn Queue> = Arc::new(backend.queue().clone());

@@ -92,6 +92,7 @@ pub async fn run(args: QuickstartArgs) -> Result<()> {
     let worker = WorkerArgs {
         concurrency: 16,
         per_tenant: 8,
+        visibility_secs: 120,
     };
     let view = crate::onboard::onboard_and_wait(
         &ctx,

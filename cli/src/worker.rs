@@ -16,6 +16,9 @@ pub struct WorkerArgs {
     /// Messages handled at once for one tenant.
     #[arg(long, default_value_t = WorkerSettings::default().per_tenant)]
     pub per_tenant: usize,
+    /// Seconds a received message stays invisible to other workers.
+    #[arg(long, default_value_t = WorkerSettings::default().visibility.as_secs())]
+    pub visibility_secs: u64,
 }
 
 impl WorkerArgs {

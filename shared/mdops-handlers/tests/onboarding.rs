@@ -318,3 +318,68 @@ async fn a_lost_message_is_sent_again_when_its_deadline_passes() {
         "no deadline is left behind"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_whose_holder_died_is_taken_over_and_the_late_holder_is_ignored() {
+    use mdops_core::onboarding::runs::Begin;
+    let rig = Rig::start(|_| {}).await;
+    let enrollment = mdops_handlers::onboarding::enroll(&rig.deps, &rig.tenant_id, "test")
+        .await
+        .unwrap();
+    let runs = Runs::new(rig.deps.store.as_ref(), rig.deps.runs);
+    let message = StepMessage::new(enrollment.run_id(), &rig.tenant_id.parse().unwrap(), "preflight", 1);
+    let lease = chrono::Duration::from_std(rig.deps.runs.lease).unwrap();
+    let t0 = chrono::Utc::now();
+    assert!(matches!(
+        runs.begin(&message, t0).await.unwrap(),
+        Begin::Run { attempt: 1, .. }
+    ));
+    assert!(
+        matches!(
+            runs.begin(&message, t0 + chrono::Duration::seconds(1)).await.unwrap(),
+            Begin::Busy { .. }
+        ),
+        "a duplicate while the holder lives is acknowledged"
+    );
+    assert!(
+        runs.overdue(t0 + chrono::Duration::seconds(1), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // The holder dies. Past its lease the reconciler re-sends, and the step starts again.
+    let later = t0 + lease + chrono::Duration::seconds(1);
+    let resent = runs.overdue(later, 10).await.unwrap();
+    assert_eq!(
+        resent.iter().map(|m| m.step.as_str()).collect::<Vec<_>>(),
+        ["preflight"]
+    );
+    match runs.begin(&message, later).await.unwrap() {
+        Begin::Run {
+            attempt,
+            last_write_attempt,
+            ..
+        } => {
+            assert_eq!(attempt, 2);
+            assert_eq!(last_write_attempt, Some(t0), "the dead holder may have been mid-create");
+        }
+        other => panic!("expected a takeover, got {other:?}"),
+    }
+    // The dead holder's late answer changes nothing.
+    assert!(
+        runs.complete(enrollment.run_id(), "preflight", 1, serde_json::json!({}), later)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let step = runs
+        .get(enrollment.run_id())
+        .await
+        .unwrap()
+        .unwrap()
+        .step("preflight")
+        .cloned()
+        .unwrap();
+    assert_eq!((step.status, step.attempts), (StepStatus::Running, 2));
+}

@@ -720,6 +720,12 @@ impl<'a> Runs<'a> {
                 .unwrap_or(&record.key.partition)
                 .to_string();
             let mut next = step.clone();
+            if step.status == StepStatus::Running {
+                // The holder's lease ran out: presume it dead. Back to ready, so the message sent
+                // now starts it again; it may have died mid-create, so creates wait out the lag.
+                next.status = StepStatus::Ready;
+                next.last_write_attempt = next.last_write_attempt.max(step.started_at);
+            }
             next.deadline = Some(after(now, self.settings.grace + self.settings.lease));
             let write = Write::Put {
                 record: step_record(&run_id, &next),
