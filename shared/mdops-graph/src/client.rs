@@ -98,6 +98,15 @@ impl GraphClient {
         Ok(())
     }
 
+    /// Registers many tenants at once (e.g. from the tenant registry at start-up); stops at the
+    /// first credential that cannot be built and names its tenant.
+    pub fn register_tenants(&self, tenants: impl IntoIterator<Item = (String, CredentialSource)>) -> Result<()> {
+        for (tenant, source) in tenants {
+            self.register_tenant(&tenant, source)?;
+        }
+        Ok(())
+    }
+
     /// A handle for calls to one tenant. Fails later, per call, if the tenant is not registered.
     pub fn tenant(&self, tenant_id: &str) -> TenantGraph {
         TenantGraph {
@@ -248,6 +257,12 @@ impl TenantGraph {
     /// Builds the URL for a path below the Graph base (`/users/{id}`); each segment is
     /// percent-encoded, so ids and UPNs (`#EXT#`) go in raw.
     pub fn url(&self, path: &str, query: &Query) -> Result<Url> {
+        if path.contains('?') || (path.contains('#') && !path.contains("#EXT#")) {
+            return Err(GraphError::InvalidRequest {
+                field: "path",
+                problem: format!("{path:?} carries a query or fragment; pass query options as a Query"),
+            });
+        }
         let mut url = self.client.inner.config.graph_base.clone();
         {
             let mut segs = url.path_segments_mut().map_err(|()| GraphError::Config {
@@ -653,6 +668,8 @@ mod tests {
             t.url("groups", &Query::default()).unwrap().as_str(),
             "https://graph.microsoft.com/v1.0/groups"
         );
+        let e = t.url("users?$top=5", &Query::default()).unwrap_err();
+        assert!(e.to_string().contains("Query"), "{e}");
     }
 
     #[test]
