@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context as _, Result};
 use clap::Args;
 use mdops_core::onboarding::runs::RunSettings;
-use mdops_core::queue::Queue;
+use mdops_core::queue::{Queue, QueueSettings};
 use mdops_core::store::Store;
 use mdops_graph::{GraphClient, GraphConfig};
 use mdops_handlers::Deps;
@@ -17,12 +17,27 @@ use mdops_handlers::reach::TenantReach;
 use mdops_local::SqliteBackend;
 use url::Url;
 
+/// Where queue and state live.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// One SQLite file (`--db`): the default, for one machine.
+    Embedded,
+    /// Amazon SQS + DynamoDB, named by `--aws-prefix`, from the usual AWS configuration.
+    Aws,
+}
+
 /// Flags shared by every subcommand.
 #[derive(Args, Debug, Clone)]
 pub struct GlobalArgs {
+    /// Where queue and state live.
+    #[arg(long, global = true, env = "MDOPS_BACKEND", value_enum, default_value = "embedded")]
+    pub backend: Backend,
     /// The embedded database (queue and state). Several processes may share it.
     #[arg(long, global = true, env = "MDOPS_DB", default_value = "mdops.db")]
     pub db: PathBuf,
+    /// Prefix of the AWS resources (queues `{prefix}-onboarding`, ..., table `{prefix}-state`).
+    #[arg(long, global = true, env = "MDOPS_AWS_PREFIX", default_value = "mdops")]
+    pub aws_prefix: String,
     /// Talk to a simulated tenant at this URL instead of Microsoft (identity and Graph).
     #[arg(long, global = true, env = "MDOPS_SIM_URL")]
     pub sim_url: Option<Url>,
@@ -61,12 +76,43 @@ impl GlobalArgs {
     }
 
     /// Opens the embedded backend.
-    pub fn backend(&self) -> Result<SqliteBackend> {
+    pub fn embedded(&self) -> Result<SqliteBackend> {
         if let Some(dir) = self.db.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).with_context(|| format!("--db: cannot create {}", dir.display()))?;
         }
         SqliteBackend::open(&self.db).with_context(|| format!("--db: cannot open {}", self.db.display()))
     }
+
+    /// The store and queue of the chosen backend.
+    pub async fn ports(&self) -> Result<Ports> {
+        match self.backend {
+            Backend::Embedded => {
+                let backend = self.embedded()?;
+                Ok(Ports {
+                    store: Arc::new(backend.store().clone()),
+                    queue: Arc::new(backend.queue().clone()),
+                })
+            }
+            Backend::Aws => {
+                let sdk = mdops_aws::load_sdk_config().await;
+                let names = mdops_aws::ResourceNames::new(self.aws_prefix.clone()).context("--aws-prefix")?;
+                let backend = mdops_aws::AwsBackend::connect(&sdk, &names, QueueSettings::default())
+                    .await
+                    .with_context(|| format!("connecting to the AWS resources named {}-*", self.aws_prefix))?;
+                Ok(Ports {
+                    store: Arc::new(backend.store().clone()),
+                    queue: Arc::new(backend.queue().clone()),
+                })
+            }
+        }
+    }
+}
+
+/// The state store and queue, whichever backend they are on.
+#[derive(Clone)]
+pub struct Ports {
+    pub store: Arc<dyn Store>,
+    pub queue: Arc<dyn Queue>,
 }
 
 /// Everything the handlers run with, over the embedded backend.
@@ -76,24 +122,23 @@ pub struct Context {
 
 impl Context {
     /// Opens the backend and builds the Graph client, once.
-    pub fn open(args: &GlobalArgs) -> Result<Context> {
-        let backend = args.backend()?;
+    pub async fn open(args: &GlobalArgs) -> Result<Context> {
+        let ports = args.ports().await?;
         let graph = GraphClient::new(args.graph_config()?).context("building the Graph client")?;
         let runs = RunSettings {
             lease: Duration::from_secs(args.step_lease_secs.max(1)),
             grace: Duration::from_secs(args.step_grace_secs.max(1)),
             ..RunSettings::default()
         };
-        let mut ctx = Context::with(backend, graph);
+        let mut ctx = Context::with(ports, graph);
         ctx.deps.runs = runs;
         ctx.deps.lag_window = Duration::from_secs(args.lag_window_secs);
         Ok(ctx)
     }
 
     /// A context over an already open backend and client, with default timing.
-    pub fn with(backend: SqliteBackend, graph: GraphClient) -> Context {
-        let store: Arc<dyn Store> = Arc::new(backend.store().clone());
-        let queue: Arc<dyn Queue> = Arc::new(backend.queue().clone());
+    pub fn with(ports: Ports, graph: GraphClient) -> Context {
+        let Ports { store, queue } = ports;
         let deps = Deps {
             reach: Arc::new(TenantReach::new(graph, store.clone())),
             store,

@@ -16,7 +16,7 @@ pub struct EnrollArgs {
 
 /// Runs `mdops enroll`.
 pub async fn run(args: EnrollArgs, global: &GlobalArgs) -> Result<()> {
-    let ctx = Context::open(global)?;
+    let ctx = Context::open(global).await?;
     match mdops_handlers::onboarding::enroll(&ctx.deps, &args.tenant_id, "cli:enroll").await? {
         Enrollment::Created { run_id, messages } => {
             println!(

@@ -83,7 +83,7 @@ pub async fn onboard_and_wait(
 
 /// Runs `mdops onboard`.
 pub async fn run(args: OnboardArgs, global: &GlobalArgs) -> Result<()> {
-    let ctx = Context::open(global)?;
+    let ctx = Context::open(global).await?;
     let view = onboard_and_wait(
         &ctx,
         &args.tenant_id,

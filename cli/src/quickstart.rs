@@ -3,6 +3,7 @@
 //! the demo secret), onboards it on the embedded queue and store, and prints the finished run and
 //! what now exists in the tenant.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
@@ -85,7 +86,11 @@ pub async fn run(args: QuickstartArgs) -> Result<()> {
     }
     let base = url::Url::parse(&format!("{}/", sim.url()))?;
     let graph = GraphClient::new(GraphConfig::for_base(&base)?)?;
-    let ctx = Context::with(backend, graph);
+    let ports = crate::context::Ports {
+        store: Arc::new(backend.store().clone()),
+        queue: Arc::new(backend.queue().clone()),
+    };
+    let ctx = Context::with(ports, graph);
 
     println!("3. onboarding: enrollment -> queue -> one Graph action per step (worker in this process)");
     let started = std::time::Instant::now();

@@ -27,9 +27,9 @@ pub struct StatusArgs {
 
 /// Runs `mdops status`.
 pub async fn run(args: StatusArgs, global: &GlobalArgs) -> Result<()> {
-    let backend = global.backend()?;
+    let ports = global.ports().await?;
     let tenant: Option<TenantId> = args.tenant_id.as_deref().map(str::parse).transpose()?;
-    let views = Runs::new(backend.store(), RunSettings::default())
+    let views = Runs::new(ports.store.as_ref(), RunSettings::default())
         .list(tenant.as_ref(), RUN_LIMIT)
         .await?;
     if args.json {

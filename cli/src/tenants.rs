@@ -113,8 +113,8 @@ fn tenant_from(args: &AddArgs) -> Result<Tenant> {
 
 /// Runs `mdops tenants`.
 pub async fn run(args: TenantsArgs, global: &GlobalArgs) -> Result<()> {
-    let backend = global.backend()?;
-    let registry = TenantRegistry::new(backend.store());
+    let ports = global.ports().await?;
+    let registry = TenantRegistry::new(ports.store.as_ref());
     match args.command {
         TenantsCommand::Add(add) => {
             let tenant = tenant_from(&add)?;

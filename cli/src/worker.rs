@@ -34,7 +34,7 @@ impl WorkerArgs {
 
 /// Runs `mdops worker`.
 pub async fn run(args: WorkerArgs, global: &GlobalArgs) -> Result<()> {
-    let ctx = Context::open(global)?;
+    let ctx = Context::open(global).await?;
     let worker = Worker::new(ctx.deps.clone(), args.settings());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
