@@ -15,6 +15,7 @@
 //! Handlers take a typed message and these ports and return an outcome; they never know whether
 //! they run in the embedded worker or in a Lambda function.
 
+pub mod access;
 #[cfg(feature = "contract")]
 pub mod contract;
 pub mod licences;
