@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use rand::Rng;
+use serde::{Deserialize, Serialize};
 use url::Url;
 
 use crate::error::{GraphError, Result};
@@ -16,12 +17,18 @@ pub const DEFAULT_AUTHORITY_HOST: &str = "https://login.microsoftonline.com";
 pub const DEFAULT_TOKEN_SCOPE: &str = "https://graph.microsoft.com/.default";
 
 /// Everything the client needs besides credentials. Build once per process.
-#[derive(Debug, Clone)]
+///
+/// Deserialises from configuration (JSON, TOML, ...); every field is optional and durations are
+/// in milliseconds with an `_ms` suffix, e.g. `{"retry": {"max_attempts": 5, "lag_window_ms": 60000}}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct GraphConfig {
     /// Graph root including the version segment, e.g. `https://graph.microsoft.com/v1.0/`.
+    #[serde(with = "url_text")]
     pub graph_base: Url,
     /// Identity platform host. `http://` is accepted only for a loopback address (the simulated
     /// tenant), and only then do token requests leave over plain HTTP.
+    #[serde(with = "url_text")]
     pub authority_host: Url,
     /// Scope asked for in token requests.
     pub token_scope: String,
@@ -102,11 +109,14 @@ pub fn is_loopback(url: &Url) -> bool {
 }
 
 /// Timeouts on every HTTP request (token requests included).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Timeouts {
     /// Connecting (TCP + TLS).
+    #[serde(rename = "connect_ms", with = "millis")]
     pub connect: Duration,
     /// The whole request, from send to the last byte of the answer.
+    #[serde(rename = "request_ms", with = "millis")]
     pub request: Duration,
 }
 
@@ -123,17 +133,22 @@ impl Default for Timeouts {
 
 /// The small in-process retry budget. Past it the classified error goes back to the handler,
 /// whose queue carries the wait (a message delay), so a worker never sleeps for minutes.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct RetryPolicy {
     /// Attempts per call, the first included.
     pub max_attempts: u32,
     /// Longest single in-process wait; a longer `Retry-After` is handed back instead of slept.
+    #[serde(rename = "max_in_process_wait_ms", with = "millis")]
     pub max_in_process_wait: Duration,
     /// First backoff when the answer gave no `Retry-After`; doubles per attempt.
+    #[serde(rename = "base_backoff_ms", with = "millis")]
     pub base_backoff: Duration,
     /// Cap on the exponential backoff.
+    #[serde(rename = "max_backoff_ms", with = "millis")]
     pub max_backoff: Duration,
     /// How long a 404 may be replication lag; after it a 404 is permanent.
+    #[serde(rename = "lag_window_ms", with = "millis")]
     pub lag_window: Duration,
 }
 
@@ -164,9 +179,62 @@ impl RetryPolicy {
     }
 }
 
+/// Durations as whole milliseconds in configuration.
+pub(crate) mod millis {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(crate) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_millis)
+    }
+}
+
+/// URLs as text in configuration.
+mod url_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use url::Url;
+
+    pub(super) fn serialize<S: Serializer>(u: &Url, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(u.as_str())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Url, D::Error> {
+        let text = String::deserialize(d)?;
+        Url::parse(&text).map_err(|e| serde::de::Error::custom(format!("{text:?} is not a URL: {e}")))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn configuration_deserialises_with_defaults_and_names_unknown_fields() {
+        let c: GraphConfig = serde_json::from_str(
+            r#"{"retry": {"max_attempts": 5, "lag_window_ms": 60000},
+                "limiter": {"intune_writes": {"permits": 50, "per_ms": 20000}},
+                "authority_host": "https://login.microsoftonline.us"}"#,
+        )
+        .unwrap();
+        assert_eq!(c.retry.max_attempts, 5);
+        assert_eq!(c.retry.lag_window, Duration::from_secs(60));
+        assert_eq!(c.retry.max_in_process_wait, RetryPolicy::default().max_in_process_wait);
+        assert_eq!(c.limiter.intune_writes.permits, 50);
+        assert_eq!(c.limiter.directory_writes, LimiterSettings::default().directory_writes);
+        assert_eq!(c.authority_host.as_str(), "https://login.microsoftonline.us/");
+        assert_eq!(c.graph_base.as_str(), DEFAULT_GRAPH_BASE);
+        let back: GraphConfig = serde_json::from_value(serde_json::to_value(&c).unwrap()).unwrap();
+        assert_eq!(back, c);
+        let e = serde_json::from_str::<GraphConfig>(r#"{"retry": {"lag_window": 5}}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("lag_window"), "{e}");
+    }
 
     #[test]
     fn backoff_grows_with_jitter_and_stays_capped() {

@@ -16,22 +16,26 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use crate::error::{GraphError, Result};
 
 /// One bucket: at most `permits` requests in any window of `per`.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct BucketSettings {
     /// Requests allowed per window.
     pub permits: u32,
     /// The window.
+    #[serde(rename = "per_ms", with = "crate::config::millis")]
     pub per: Duration,
 }
 
 /// Limiter configuration. The defaults keep ~20% headroom under the published quotas because
 /// other apps of the same customer share some of them.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct LimiterSettings {
     /// Every request to the tenant.
     pub all: BucketSettings,
@@ -40,6 +44,7 @@ pub struct LimiterSettings {
     /// Intune device-configuration writes: Graph allows 100 per 20 s per app and tenant.
     pub intune_writes: BucketSettings,
     /// Longest wait for a permit before the call gives up with [`GraphError::Limited`].
+    #[serde(rename = "max_wait_ms", with = "crate::config::millis")]
     pub max_wait: Duration,
 }
 
