@@ -214,6 +214,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_documented_configuration_is_the_default() {
+        // The example in docs/graph-client.md lists every default; keep the two in step.
+        let doc = include_str!("../../../docs/graph-client.md");
+        let start = doc.find("```json\n").expect("json block") + "```json\n".len();
+        let end = start + doc[start..].find("```").expect("end of block");
+        let documented: GraphConfig = serde_json::from_str(&doc[start..end]).expect("documented JSON parses");
+        assert_eq!(documented, GraphConfig::default());
+    }
+
+    #[test]
     fn configuration_deserialises_with_defaults_and_names_unknown_fields() {
         let c: GraphConfig = serde_json::from_str(
             r#"{"retry": {"max_attempts": 5, "lag_window_ms": 60000},
