@@ -21,6 +21,8 @@
 //! Every attempt runs in a `graph` tracing span with tenant, method, path (never the query),
 //! client-request-id, attempt, status and Graph's request-id. Secrets and tokens are never logged.
 
+#![warn(missing_docs)]
+
 pub mod batch;
 pub mod client;
 pub mod config;
