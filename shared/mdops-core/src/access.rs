@@ -657,15 +657,92 @@ impl<'a> AccessRequests<'a> {
         AccessRequests { store }
     }
 
-    /// Stores a new request (fails with `ConditionFailed` if the id exists).
-    pub async fn create(&self, request: &AccessRequest) -> Result<u64, StoreError> {
-        self.store
-            .transact(vec![Write::Put {
-                record: request.to_record(),
+    /// Stores a new request with its side effects in the outbox (fails with `ConditionFailed` if
+    /// the id exists).
+    pub async fn create(
+        &self,
+        request: &AccessRequest,
+        effects: &[AccessWork],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        self.write(request, Condition::Absent, effects, now).await
+    }
+
+    /// Replaces the request if it is still at `version`, and stores its side effects in the outbox
+    /// in the same transaction.
+    pub async fn decide(
+        &self,
+        request: &AccessRequest,
+        version: u64,
+        effects: &[AccessWork],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        self.write(request, Condition::Version(version), effects, now).await
+    }
+
+    async fn write(
+        &self,
+        request: &AccessRequest,
+        condition: Condition,
+        effects: &[AccessWork],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        let relay_at = now + chrono::Duration::from_std(OUTBOX_GRACE).unwrap_or(chrono::Duration::seconds(30));
+        let entries: Vec<OutboxEntry> = effects
+            .iter()
+            .map(|work| OutboxEntry {
+                key: Key::new(
+                    format!("access#{}", request.id),
+                    format!("outbox#{}", uuid::Uuid::new_v4()),
+                ),
+                message: AccessMessage::new(request, *work),
+            })
+            .collect();
+        let mut writes = vec![Write::Put {
+            record: request.to_record(),
+            condition,
+        }];
+        for entry in &entries {
+            writes.push(Write::Put {
+                record: NewRecord {
+                    key: entry.key.clone(),
+                    body: serde_json::to_value(&entry.message).expect("an access message always serialises"),
+                    collection: None,
+                    due: Some(DueEntry {
+                        kind: OUTBOX_DUE_KIND.into(),
+                        at: relay_at,
+                    }),
+                },
                 condition: Condition::Absent,
+            });
+        }
+        self.store.transact(writes).await?;
+        Ok(entries)
+    }
+
+    /// Outbox entries whose sender did not queue them in time.
+    pub async fn outbox_due(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
+        let records = self.store.due(OUTBOX_DUE_KIND, now, limit).await?;
+        records
+            .into_iter()
+            .map(|r| {
+                let message = serde_json::from_value(r.body.clone()).map_err(|e| StoreError::Corrupt {
+                    key: r.key.clone(),
+                    reason: e.to_string(),
+                })?;
+                Ok(OutboxEntry { key: r.key, message })
+            })
+            .collect()
+    }
+
+    /// Removes an outbox entry once its message is queued.
+    pub async fn outbox_done(&self, key: &Key) -> Result<(), StoreError> {
+        self.store
+            .transact(vec![Write::Delete {
+                key: key.clone(),
+                condition: Condition::Any,
             }])
-            .await?;
-        Ok(1)
+            .await
     }
 
     /// The request with this id.
@@ -757,6 +834,61 @@ impl<'a> AccessRequests<'a> {
     pub async fn trail(&self, id: &str, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
         self.store.audit(&audit_subject(id), limit).await
     }
+}
+
+/// Due-index kind of outbox entries: side effects recorded with a decision, not yet queued.
+pub const OUTBOX_DUE_KIND: &str = "access-outbox";
+/// How long an outbox entry waits before the expiry pass relays it: the deciding request queues
+/// its own messages at once, so only entries whose sender died (or whose queue failed) are relayed.
+pub const OUTBOX_GRACE: Duration = Duration::from_secs(30);
+/// Where the access settings are kept (one record per deployment).
+pub fn settings_key() -> Key {
+    Key::new("config#access", "settings")
+}
+
+/// A side effect stored in the same transaction as the decision that causes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxEntry {
+    pub key: Key,
+    pub message: AccessMessage,
+}
+
+/// Reads the access settings (defaults when none were saved).
+pub async fn load_settings(store: &dyn Store) -> Result<AccessSettings, StoreError> {
+    match store.get(&settings_key()).await? {
+        Some(record) => serde_json::from_value(record.body.clone()).map_err(|e| StoreError::Corrupt {
+            key: record.key.clone(),
+            reason: e.to_string(),
+        }),
+        None => Ok(AccessSettings::default()),
+    }
+}
+
+/// Validates and saves the access settings.
+pub async fn save_settings(store: &dyn Store, settings: &AccessSettings) -> Result<(), SettingsError> {
+    settings.validate()?;
+    let record = NewRecord {
+        key: settings_key(),
+        body: serde_json::to_value(settings).expect("settings always serialise"),
+        collection: None,
+        due: None,
+    };
+    store
+        .transact(vec![Write::Put {
+            record,
+            condition: Condition::Any,
+        }])
+        .await?;
+    Ok(())
+}
+
+/// Why settings could not be saved.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error(transparent)]
+    Invalid(#[from] InvalidInput),
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// Current version of [`AccessMessage`].

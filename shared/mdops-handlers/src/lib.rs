@@ -14,6 +14,7 @@
 //!   [`onboarding::steps`].
 //! - [`worker`]: the embedded poll loop with bounded concurrency and the deadline ticker.
 
+pub mod access;
 pub mod deps;
 pub mod disposition;
 pub mod onboarding;

@@ -52,6 +52,7 @@ impl Default for WorkerSettings {
 pub async fn dispatch(queue: QueueName, message: &ReceivedMessage, deps: &Deps) -> Disposition {
     match queue {
         QueueName::Onboarding => onboarding::handle_step(&message.body, message.receive_count, deps).await,
+        QueueName::Access => crate::access::handle(&message.body, message.receive_count, deps).await,
         other => Disposition::Redeliver {
             after: Duration::from_secs(60),
             error: format!("this worker has no handler for the {other} queue yet"),
@@ -146,6 +147,10 @@ impl Worker {
             }
             if let Err(e) = onboarding::resend_overdue(&self.deps, OVERDUE_PER_TICK).await {
                 tracing::warn!(error = %e, "deadline tick failed");
+            }
+            // The access timers (expiry, end, removal re-checks) ride the same tick.
+            if let Err(e) = crate::access::expiry_pass(&self.deps, OVERDUE_PER_TICK).await {
+                tracing::warn!(error = %e, "access expiry tick failed");
             }
         }
     }
