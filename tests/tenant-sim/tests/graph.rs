@@ -369,7 +369,7 @@ async fn lists_page_with_next_links_and_honour_filter_select_top_and_count() {
 #[tokio::test]
 async fn new_objects_are_invisible_during_replication_lag() {
     let mut s = seed("fabrikam", 0, 1);
-    s.knobs.replication_lag_ms = 400;
+    s.knobs.replication_lag_ms = 1_000;
     let sim = sim_with(s).await;
     let tok = token(&sim, "fabrikam", FULL_APP).await;
     let (status, user) = graph(
@@ -417,7 +417,7 @@ async fn new_objects_are_invisible_during_replication_lag() {
         StatusCode::BAD_REQUEST
     );
 
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
     assert_eq!(
         graph(&sim, &tok, Method::GET, &format!("/users/{uid}"), None).await.0,
         StatusCode::OK
