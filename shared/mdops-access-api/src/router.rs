@@ -1,0 +1,223 @@
+//! The HTTP API: one axum router for `mdops access serve` and the `access-api` Lambda function.
+//!
+//! | Route | Does |
+//! |---|---|
+//! | `POST /requests` | file a request `{tenant, role_group, justification, ticket, duration_minutes}` -> 201 |
+//! | `GET /requests?state=&tenant=&requester=&limit=` | list |
+//! | `GET /requests/{id}` | the request and its audit trail |
+//! | `POST /requests/{id}/approve` | approve (another team member) |
+//! | `POST /requests/{id}/deny` | deny `{reason}` |
+//! | `POST /requests/{id}/cancel` | cancel (the requester) |
+//! | `POST /requests/{id}/revoke` | end early `{reason}` |
+//! | `GET /health` | liveness, no token |
+//!
+//! Every other route needs `Authorization: Bearer <Entra ID access token>`; any token problem is a
+//! bare 401 (the reason is logged, not told). Refusals: 400 names the field, 403 says who may, 409
+//! carries the request's current `state`.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use mdops_core::access::{AccessState, Caller, ListFilter, NewAccessRequest, Refusal};
+use mdops_handlers::access::{AccessError, AccessService};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::auth::{AuthError, JwtValidator};
+
+/// Largest request body: a justification and a ticket, not a file.
+const MAX_BODY: usize = 64 * 1024;
+/// Default and largest page of `GET /requests`.
+const DEFAULT_LIMIT: usize = 50;
+const MAX_LIMIT: usize = 500;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct ApiState {
+    pub service: AccessService,
+    pub auth: Arc<JwtValidator>,
+}
+
+/// The router.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/health", get(|| async { Json(json!({"ok": true})) }))
+        .route("/requests", post(create).get(list))
+        .route("/requests/{id}", get(show))
+        .route("/requests/{id}/approve", post(approve))
+        .route("/requests/{id}/deny", post(deny))
+        .route("/requests/{id}/cancel", post(cancel))
+        .route("/requests/{id}/revoke", post(revoke))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state)
+}
+
+/// An error answer: status and JSON body.
+pub struct ApiError(StatusCode, serde_json::Value);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut resp = (self.0, Json(self.1)).into_response();
+        if self.0 == StatusCode::UNAUTHORIZED {
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        resp
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> ApiError {
+        tracing::warn!(reason = %e, "token refused");
+        ApiError(
+            StatusCode::UNAUTHORIZED,
+            json!({"error": "invalid or missing access token"}),
+        )
+    }
+}
+
+impl From<AccessError> for ApiError {
+    fn from(e: AccessError) -> ApiError {
+        match e {
+            AccessError::Refused(Refusal::Invalid(i)) => ApiError(
+                StatusCode::BAD_REQUEST,
+                json!({"error": i.to_string(), "field": i.field}),
+            ),
+            AccessError::Refused(r @ Refusal::Forbidden(_)) => {
+                ApiError(StatusCode::FORBIDDEN, json!({"error": r.to_string()}))
+            }
+            AccessError::Refused(ref r @ Refusal::Conflict { state, .. }) => {
+                ApiError(StatusCode::CONFLICT, json!({"error": r.to_string(), "state": state}))
+            }
+            AccessError::NotFound(id) => ApiError(StatusCode::NOT_FOUND, json!({"error": format!("no request {id}")})),
+            AccessError::Store(s) => {
+                tracing::error!(error = %s, "access API: store unavailable");
+                ApiError(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    json!({"error": "state store unavailable, retry"}),
+                )
+            }
+        }
+    }
+}
+
+/// The authenticated caller.
+pub struct Authed(pub Caller);
+
+impl FromRequestParts<ApiState> for Authed {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, Self::Rejection> {
+        let value = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or(AuthError::Missing)?;
+        let token = value
+            .strip_prefix("Bearer ")
+            .or_else(|| value.strip_prefix("bearer "))
+            .ok_or(AuthError::Missing)?;
+        Ok(Authed(state.auth.validate(token.trim()).await?))
+    }
+}
+
+fn parse<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+    let body: &[u8] = if body.is_empty() { b"{}" } else { body };
+    serde_json::from_slice(body).map_err(|e| ApiError(StatusCode::BAD_REQUEST, json!({"error": format!("body: {e}")})))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Reason {
+    #[serde(default)]
+    reason: String,
+}
+
+async fn create(State(s): State<ApiState>, Authed(caller): Authed, body: Bytes) -> Result<Response, ApiError> {
+    let input: NewAccessRequest = parse(&body)?;
+    let request = s.service.request(&caller, &input).await?;
+    Ok((StatusCode::CREATED, Json(request)).into_response())
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    state: Option<String>,
+    tenant: Option<String>,
+    requester: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn list(
+    State(s): State<ApiState>,
+    Authed(_caller): Authed,
+    Query(q): Query<ListQuery>,
+) -> Result<Response, ApiError> {
+    let state = match q.state.as_deref().filter(|v| !v.is_empty()) {
+        Some(v) => Some(v.parse::<AccessState>().map_err(|e| {
+            ApiError(
+                StatusCode::BAD_REQUEST,
+                json!({"error": e.to_string(), "field": "state"}),
+            )
+        })?),
+        None => None,
+    };
+    let filter = ListFilter {
+        state,
+        tenant: q.tenant,
+        requester: q.requester,
+    };
+    let limit = q.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
+    let requests = s.service.list(&filter, limit).await?;
+    Ok(Json(json!({"requests": requests})).into_response())
+}
+
+async fn show(
+    State(s): State<ApiState>,
+    Authed(_caller): Authed,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let (request, audit) = s.service.get(&id).await?;
+    Ok(Json(json!({"request": request, "audit": audit})).into_response())
+}
+
+async fn approve(
+    State(s): State<ApiState>,
+    Authed(caller): Authed,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    Ok(Json(s.service.approve(&caller, &id).await?).into_response())
+}
+
+async fn deny(
+    State(s): State<ApiState>,
+    Authed(caller): Authed,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let r: Reason = parse(&body)?;
+    Ok(Json(s.service.deny(&caller, &id, &r.reason).await?).into_response())
+}
+
+async fn cancel(
+    State(s): State<ApiState>,
+    Authed(caller): Authed,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    Ok(Json(s.service.cancel(&caller, &id).await?).into_response())
+}
+
+async fn revoke(
+    State(s): State<ApiState>,
+    Authed(caller): Authed,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let r: Reason = parse(&body)?;
+    Ok(Json(s.service.revoke(&caller, &id, &r.reason).await?).into_response())
+}
