@@ -562,6 +562,33 @@ impl Queue for SqsQueue {
         self.delete(queue, &message.receipt).await
     }
 
+    async fn dead_letter_refused(&self, queue: QueueName, body: &str, failure: &Failure) -> Result<String, QueueError> {
+        let urls = self.urls(queue)?.clone();
+        // The refused message never had an id of its own: give it one, so its failure is found.
+        let source_id = uuid::Uuid::new_v4().to_string();
+        self.put_failure(&source_id, failure).await?;
+        let raw = serde_json::to_string(failure).map_err(|e| QueueError::Invalid(format!("failure: {e}")))?;
+        let out = self
+            .sqs
+            .send_message()
+            .queue_url(&urls.dead_letter)
+            .message_body(body)
+            .message_attributes(attr::CAUSE, string_attr("failed")?)
+            .message_attributes(attr::FAILURE, string_attr(raw)?)
+            .message_attributes(attr::SOURCE_ID, string_attr(&source_id)?)
+            .message_attributes(attr::RECEIVE_COUNT, string_attr("0")?)
+            .message_attributes(attr::DEAD_LETTERED_AT, string_attr(sortable_time(Utc::now()))?)
+            .send()
+            .await
+            .map_err(|e| unavailable("send to dead-letter queue", e))?;
+        tracing::warn!(
+            queue = queue.as_str(),
+            reason = failure.reason,
+            "refused message dead-lettered"
+        );
+        Ok(out.message_id().unwrap_or(&source_id).to_string())
+    }
+
     async fn dead_letters(&self, queue: QueueName, limit: usize) -> Result<Vec<DeadLetter>, QueueError> {
         let dlq = self.urls(queue)?.dead_letter.clone();
         let peeked = self.peek(&dlq).await?;

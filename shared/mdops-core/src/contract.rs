@@ -283,6 +283,31 @@ pub mod queue {
         }
     }
 
+    /// A message refused before it ever entered the queue (a malformed event) goes straight to
+    /// the dead-letter queue with its failure, and replays into the source queue like any other.
+    pub async fn refused_message_is_kept_with_reason(q: Arc<dyn Queue>) {
+        let q = &*q;
+        let body = "{\"detail\":{\"tenant_id\":\"not-registered\"}}";
+        let why = failure("tenant not-registered is not registered", 0);
+        let id = q
+            .dead_letter_refused(QueueName::Onboarding, body, &why)
+            .await
+            .expect("dead_letter_refused");
+        assert_empty_now(q, QueueName::Onboarding, "a refused message never enters its queue").await;
+        let dead = q.dead_letters(QueueName::Onboarding, 10).await.expect("dead_letters");
+        assert_eq!(dead.len(), 1, "{dead:?}");
+        assert_eq!(dead[0].id, id);
+        assert_eq!(dead[0].body, body);
+        assert_eq!(dead[0].cause, DeadLetterCause::Failed);
+        assert_eq!(dead[0].failure.as_ref(), Some(&why));
+        assert_eq!(dead[0].receive_count, 0);
+        let replayed = q.replay(QueueName::Onboarding, &[id]).await.expect("replay");
+        assert_eq!(replayed.len(), 1);
+        let back = receive_n(q, QueueName::Onboarding, 1, LONG).await;
+        assert_eq!(back.len(), 1);
+        assert_eq!(back[0].body, body);
+    }
+
     /// A handler's permanent failure moves the message to the dead-letter queue at once, with the
     /// reason, step, tenant, attempts and time; reading dead letters changes nothing; replay puts
     /// it back with a fresh receive count; purge deletes dead letters for good.
@@ -1007,6 +1032,7 @@ macro_rules! queue_contract {
             change_visibility_delays,
             receive_count_increments,
             dead_letter_keeps_reason,
+            refused_message_is_kept_with_reason,
             max_receives_redrive_keeps_last_error,
             dead_letters_keep_order_and_lose_nothing,
             invalid_requests_are_refused

@@ -219,6 +219,11 @@ pub trait Queue: Send + Sync {
         failure: &Failure,
     ) -> Result<(), QueueError>;
 
+    /// Puts a message that never entered the queue straight into its dead-letter queue with the
+    /// failure attached: an event refused at the door (malformed, or for an unknown tenant) is
+    /// kept for an operator instead of being dropped. Returns the dead letter's id.
+    async fn dead_letter_refused(&self, queue: QueueName, body: &str, failure: &Failure) -> Result<String, QueueError>;
+
     /// The dead letters of a queue, oldest first, at most `limit`. Reading does not change them.
     async fn dead_letters(&self, queue: QueueName, limit: usize) -> Result<Vec<DeadLetter>, QueueError>;
 

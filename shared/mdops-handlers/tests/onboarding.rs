@@ -116,6 +116,9 @@ impl Queue for Twice {
     ) -> Result<(), QueueError> {
         self.0.dead_letter(queue, message, failure).await
     }
+    async fn dead_letter_refused(&self, queue: QueueName, body: &str, failure: &Failure) -> Result<String, QueueError> {
+        self.0.dead_letter_refused(queue, body, failure).await
+    }
     async fn dead_letters(&self, queue: QueueName, limit: usize) -> Result<Vec<DeadLetter>, QueueError> {
         self.0.dead_letters(queue, limit).await
     }

@@ -521,6 +521,29 @@ impl Queue for SqliteQueue {
         Ok(())
     }
 
+    async fn dead_letter_refused(&self, queue: QueueName, body: &str, failure: &Failure) -> Result<String, QueueError> {
+        let id = uuid::Uuid::new_v4().to_string();
+        let body = body.to_string();
+        let history = serde_json::to_string(&[failure]).map_err(|e| QueueError::Invalid(format!("failure: {e}")))?;
+        let inserted = id.clone();
+        self.pool
+            .run(move |conn| {
+                let tx = write_tx(conn)?;
+                let now = Utc::now().to_rfc3339();
+                tx.execute(
+                    "INSERT INTO dead_letters (id, queue, body, sent_at, cause, history, receive_count, dead_lettered_at) \
+                     VALUES (?1, ?2, ?3, ?4, 'failed', ?5, 0, ?4)",
+                    params![inserted, queue.as_str(), body, now, history],
+                )
+                .what("insert refused message")?;
+                tx.commit().what("commit refused message")?;
+                Ok(())
+            })
+            .await
+            .map_err(unavailable)?;
+        Ok(id)
+    }
+
     async fn dead_letters(&self, queue: QueueName, limit: usize) -> Result<Vec<DeadLetter>, QueueError> {
         let rows = self
             .pool

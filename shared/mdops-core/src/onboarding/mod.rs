@@ -78,6 +78,20 @@ impl Message for StepMessage {
     }
 }
 
+/// The `detail` of an EventBridge `TenantEnrolled` event (and the body `mdops enroll` would send).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantEnrolled {
+    /// The customer tenant to onboard; it must be registered (`mdops tenants add`).
+    pub tenant_id: TenantId,
+    /// Who enrolled it (a person's UPN or a system), for the audit.
+    #[serde(default)]
+    pub requested_by: Option<String>,
+}
+
+/// The `detail-type` of enrollment events.
+pub const TENANT_ENROLLED: &str = "TenantEnrolled";
+
 #[cfg(test)]
 mod tests {
     use super::*;
