@@ -386,3 +386,32 @@ async fn a_step_whose_holder_died_is_taken_over_and_the_late_holder_is_ignored()
         .unwrap();
     assert_eq!((step.status, step.attempts), (StepStatus::Running, 2));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enrollment_events_start_a_run_and_refused_ones_say_why() {
+    use mdops_handlers::Disposition;
+    use mdops_handlers::onboarding::handle_enrollment_event;
+    let rig = Rig::start(|_| {}).await;
+    let ok = serde_json::json!({ "tenant_id": rig.tenant_id, "requested_by": "alice@provider.example" });
+    assert_eq!(handle_enrollment_event(&ok, &rig.deps).await, Disposition::Ack);
+    let runs = Runs::new(rig.deps.store.as_ref(), rig.deps.runs);
+    let current = runs
+        .current(&rig.tenant_id.parse().unwrap())
+        .await
+        .unwrap()
+        .expect("a run was created");
+    assert_eq!(current.run.requested_by, "alice@provider.example");
+
+    let stranger = "0badc0de-0000-4000-8000-000000000000";
+    match handle_enrollment_event(&serde_json::json!({ "tenant_id": stranger }), &rig.deps).await {
+        Disposition::DeadLetter(f) => {
+            assert!(f.reason.contains("not registered"), "{}", f.reason);
+            assert_eq!(f.tenant.as_deref(), Some(stranger));
+        }
+        other => panic!("an unregistered tenant must be refused, got {other:?}"),
+    }
+    match handle_enrollment_event(&serde_json::json!({ "tenant_id": "contoso" }), &rig.deps).await {
+        Disposition::DeadLetter(f) => assert!(f.reason.contains("not a GUID"), "{}", f.reason),
+        other => panic!("a malformed event must be refused, got {other:?}"),
+    }
+}

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use mdops_core::message::decode;
 use mdops_core::onboarding::runs::{Begin, Enrollment, RetryAsk, RetryDecision, RunError, Runs};
-use mdops_core::onboarding::{StepKind, StepMessage, plan};
+use mdops_core::onboarding::{StepKind, StepMessage, TENANT_ENROLLED, TenantEnrolled, plan};
 use mdops_core::outcome::StepOutcome;
 use mdops_core::queue::{Failure, OutgoingMessage, QueueError, QueueName};
 use mdops_core::tenant::{RegistryError, TenantRegistry};
@@ -63,6 +63,29 @@ pub async fn enroll(deps: &Deps, tenant_id: &str, requested_by: &str) -> Result<
         tracing::info!(tenant = %tenant.tenant_id, run = %run_id, "onboarding run created");
     }
     Ok(enrollment)
+}
+
+/// Handles an enrollment event's `detail` (EventBridge `TenantEnrolled`): creates the tenant's run
+/// and sends its first steps, or joins the run in progress. A malformed detail or an unregistered
+/// tenant comes back as `DeadLetter` with the reason (the caller keeps the event with
+/// `Queue::dead_letter_refused`); trouble with our own store or queue as `Redeliver`.
+pub async fn handle_enrollment_event(detail: &serde_json::Value, deps: &Deps) -> Disposition {
+    let tenant = detail.get("tenant_id").and_then(|t| t.as_str()).map(str::to_string);
+    let refuse =
+        |reason: String| Disposition::DeadLetter(failure(reason, tenant.clone(), Some("enroll".into()), 0, deps));
+    let event: TenantEnrolled = match serde_json::from_value(detail.clone()) {
+        Ok(e) => e,
+        Err(e) => return refuse(format!("malformed {TENANT_ENROLLED} event: {e}")),
+    };
+    let requested_by = event.requested_by.as_deref().unwrap_or("event:TenantEnrolled");
+    match enroll(deps, event.tenant_id.as_str(), requested_by).await {
+        Ok(_) => Disposition::Ack,
+        Err(e) if e.is_permanent() => refuse(format!("{TENANT_ENROLLED} event refused: {e}")),
+        Err(e) => Disposition::Redeliver {
+            after: REDELIVER_AFTER,
+            error: e.to_string(),
+        },
+    }
 }
 
 /// Sends step messages in batches.
