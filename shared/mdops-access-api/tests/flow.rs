@@ -1,0 +1,458 @@
+//! The access flow against the simulated tenants on the SQLite store: happy path with both mails
+//! and the guest in the group then removed at expiry (time moved, not slept), the two-key rules,
+//! the approval window, deny and cancel, early revoke, and revocation through throttling, 5xx and
+//! a dead letter.
+
+mod support;
+
+use mdops_core::access::{AccessState, EffectStatus};
+use mdops_core::queue::QueueName;
+use mdops_handlers::access::expiry_pass;
+use serde_json::json;
+use support::{ALICE, BOB, Backend, CAROL, EVE, Rig, SOC, TEAM_ALIAS};
+use tenant_sim::faults::{FaultAction, FaultSpec};
+
+fn minutes(m: i64) -> chrono::Duration {
+    chrono::Duration::minutes(m)
+}
+
+/// Approves `id` as Bob and works the queue until the guest is in the group.
+async fn approve_and_elevate(rig: &Rig, id: &str) {
+    let bob = rig.member(BOB).await;
+    let (status, body) = rig
+        .call("POST", &format!("/requests/{id}/approve"), Some(&bob), None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["state"], "approved");
+    rig.drain_until(|r| r.state == AccessState::Active, id).await;
+}
+
+#[tokio::test]
+async fn happy_path_mails_elevates_and_removes_at_expiry() {
+    let rig = Rig::start(Backend::Sqlite).await;
+    let id = rig.request(60).await;
+    rig.drain().await;
+    let mail = rig.mail().await;
+    let announce = mail
+        .iter()
+        .find(|m| m.to == vec![TEAM_ALIAS.to_string()])
+        .expect("the team alias is mailed");
+    assert!(announce.subject.contains(&id));
+    for fact in [
+        ALICE,
+        SOC,
+        "investigate alert 42",
+        "INC0042",
+        "60 minutes",
+        rig.customer.as_str(),
+    ] {
+        assert!(
+            announce.body.contains(fact),
+            "announcement lacks {fact}: {}",
+            announce.body
+        );
+    }
+
+    approve_and_elevate(&rig, &id).await;
+    let r = rig.stored(&id).await;
+    assert_eq!(r.state, AccessState::Active);
+    let guest = r.guest_id.clone().expect("guest recorded");
+    assert!(rig.soc_members().await.contains(&guest), "guest in the role group");
+    let guests = rig.control.objects(&rig.customer, "users").await.unwrap();
+    let g = guests.iter().find(|u| u["id"] == guest.as_str()).expect("guest user");
+    assert_eq!(g["userType"], "Guest");
+    assert!(
+        rig.mail()
+            .await
+            .iter()
+            .any(|m| m.to == vec![ALICE.to_string()] && m.subject.contains("approved"))
+    );
+
+    // Not yet: nothing happens before the end.
+    rig.clock.advance(minutes(59));
+    assert_eq!(expiry_pass(&rig.deps, 100).await.unwrap().ended, 0);
+    rig.clock.advance(minutes(2));
+    let report = expiry_pass(&rig.deps, 100).await.unwrap();
+    assert_eq!(report.ended, 1, "{report:?}");
+    rig.drain_until(|r| !r.removal_outstanding(), &id).await;
+    let r = rig.stored(&id).await;
+    assert_eq!(r.state, AccessState::Ended);
+    assert_eq!(r.removal.as_ref().unwrap().status, EffectStatus::Done);
+    assert!(!rig.soc_members().await.contains(&guest), "guest removed at expiry");
+    assert!(
+        rig.mail()
+            .await
+            .iter()
+            .any(|m| m.to == vec![ALICE.to_string()] && m.subject.contains("ended"))
+    );
+    assert_eq!(r.mails_sent.len(), 3, "requested, approved, ended: {:?}", r.mails_sent);
+    // Nothing left to do: later passes find nothing.
+    rig.clock.advance(minutes(60));
+    assert_eq!(expiry_pass(&rig.deps, 100).await.unwrap(), Default::default());
+
+    let (status, body) = rig
+        .call("GET", &format!("/requests/{id}"), Some(&rig.member(CAROL).await), None)
+        .await;
+    assert_eq!(status, 200);
+    let actions: Vec<&str> = body["audit"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["action"].as_str().unwrap())
+        .collect();
+    for a in ["requested", "approved", "mail.sent", "elevated", "ended", "removed"] {
+        assert!(actions.contains(&a), "audit lacks {a}: {actions:?}");
+    }
+    let approved = body["audit"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["action"] == "approved")
+        .unwrap();
+    assert_eq!(approved["actor"], BOB);
+}
+
+#[tokio::test]
+async fn self_approval_and_non_members_are_refused_and_each_person_counts_once() {
+    let rig = Rig::start_with(Backend::Sqlite, |s| s.approvals_required = 2).await;
+    let id = rig.request(30).await;
+    let path = format!("/requests/{id}/approve");
+    let (status, body) = rig.call("POST", &path, Some(&rig.member(ALICE).await), None).await;
+    assert_eq!(status, 403, "self-approval: {body}");
+    let eve = rig.token(EVE, &["Reader"]).await;
+    let (status, body) = rig.call("POST", &path, Some(&eve), None).await;
+    assert_eq!(status, 403, "non-member: {body}");
+    let (status, _) = rig
+        .call(
+            "POST",
+            "/requests",
+            Some(&eve),
+            Some(
+                json!({"tenant": rig.customer, "role_group": SOC, "justification": "x", "ticket": "y",
+                        "duration_minutes": 30}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 403, "non-members cannot request");
+    let (status, body) = rig.call("POST", &path, Some(&rig.member(BOB).await), None).await;
+    assert_eq!(
+        (status, body["state"].as_str()),
+        (200, Some("pending")),
+        "one of two keys"
+    );
+    let (status, body) = rig.call("POST", &path, Some(&rig.member(BOB).await), None).await;
+    assert_eq!(status, 409, "Bob counts once: {body}");
+    assert_eq!(body["state"], "pending");
+    let (status, body) = rig.call("POST", &path, Some(&rig.member(CAROL).await), None).await;
+    assert_eq!((status, body["state"].as_str()), (200, Some("approved")), "{body}");
+    let r = rig.stored(&id).await;
+    assert_eq!(r.approvals.len(), 2);
+    let refused: Vec<_> = rig
+        .trail(&id)
+        .await
+        .into_iter()
+        .filter(|a| a.action == "approved.refused")
+        .collect();
+    assert_eq!(refused.len(), 3, "every refusal is audited");
+}
+
+#[tokio::test]
+async fn approval_after_the_window_is_refused_and_the_request_expires() {
+    let rig = Rig::start(Backend::Sqlite).await;
+    let id = rig.request(30).await;
+    rig.clock.advance(minutes(61));
+    let (status, body) = rig
+        .call(
+            "POST",
+            &format!("/requests/{id}/approve"),
+            Some(&rig.member(BOB).await),
+            None,
+        )
+        .await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["state"], "expired");
+    assert_eq!(expiry_pass(&rig.deps, 100).await.unwrap().expired, 1);
+    rig.drain().await;
+    assert_eq!(rig.stored(&id).await.state, AccessState::Expired);
+    assert!(
+        rig.mail()
+            .await
+            .iter()
+            .any(|m| m.to == vec![ALICE.to_string()] && m.subject.contains("expired"))
+    );
+    let (status, body) = rig
+        .call(
+            "POST",
+            &format!("/requests/{id}/approve"),
+            Some(&rig.member(BOB).await),
+            None,
+        )
+        .await;
+    assert_eq!((status, body["state"].as_str()), (409, Some("expired")));
+}
+
+#[tokio::test]
+async fn deny_and_cancel() {
+    let rig = Rig::start(Backend::Sqlite).await;
+    let bob = rig.member(BOB).await;
+    let first = rig.request(30).await;
+    let (status, body) = rig
+        .call("POST", &format!("/requests/{first}/deny"), Some(&bob), Some(json!({})))
+        .await;
+    assert_eq!((status, body["field"].as_str()), (400, Some("reason")), "{body}");
+    let (status, body) = rig
+        .call(
+            "POST",
+            &format!("/requests/{first}/deny"),
+            Some(&bob),
+            Some(json!({"reason": "no incident open"})),
+        )
+        .await;
+    assert_eq!((status, body["state"].as_str()), (200, Some("denied")), "{body}");
+    rig.drain().await;
+    let denial = rig
+        .mail()
+        .await
+        .into_iter()
+        .find(|m| m.subject.contains("denied"))
+        .expect("denial mailed");
+    assert_eq!(denial.to, vec![ALICE.to_string()]);
+    assert!(denial.body.contains("no incident open"));
+
+    let second = rig.request(30).await;
+    let (status, _) = rig
+        .call("POST", &format!("/requests/{second}/cancel"), Some(&bob), None)
+        .await;
+    assert_eq!(status, 403, "only the requester cancels");
+    let alice = rig.member(ALICE).await;
+    let (status, body) = rig
+        .call("POST", &format!("/requests/{second}/cancel"), Some(&alice), None)
+        .await;
+    assert_eq!((status, body["state"].as_str()), (200, Some("cancelled")));
+    let (status, body) = rig
+        .call("POST", &format!("/requests/{second}/approve"), Some(&bob), None)
+        .await;
+    assert_eq!((status, body["state"].as_str()), (409, Some("cancelled")));
+
+    let (status, body) = rig.call("GET", "/requests?state=cancelled", Some(&bob), None).await;
+    assert_eq!(status, 200);
+    let ids: Vec<&str> = body["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec![second.as_str()]);
+    let (_, body) = rig
+        .call(
+            "GET",
+            &format!("/requests?requester={ALICE}&tenant={}", rig.customer),
+            Some(&bob),
+            None,
+        )
+        .await;
+    assert_eq!(body["requests"].as_array().unwrap().len(), 2);
+    let (status, _) = rig.call("GET", "/requests?state=bogus", Some(&bob), None).await;
+    assert_eq!(status, 400);
+}
+
+#[tokio::test]
+async fn bad_requests_name_the_field() {
+    let rig = Rig::start(Backend::Sqlite).await;
+    let alice = rig.member(ALICE).await;
+    let base = json!({"tenant": rig.customer, "role_group": SOC, "justification": "why", "ticket": "INC1",
+                      "duration_minutes": 30});
+    for (field, value) in [
+        ("duration_minutes", json!(9 * 60)),
+        ("role_group", json!("Global Administrators")),
+        ("justification", json!("")),
+        ("ticket", json!("  ")),
+        ("tenant", json!("not-a-guid")),
+    ] {
+        let mut body = base.clone();
+        body[field] = value;
+        let (status, answer) = rig.call("POST", "/requests", Some(&alice), Some(body)).await;
+        assert_eq!(status, 400, "{field}: {answer}");
+        assert!(answer["error"].as_str().unwrap().contains(field), "{field}: {answer}");
+    }
+    let (status, _) = rig
+        .call("POST", "/requests", Some(&alice), Some(json!({"tenant": 1})))
+        .await;
+    assert_eq!(status, 400);
+    let (status, _) = rig.call("GET", "/requests/nope", Some(&alice), None).await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn early_revoke_removes_the_guest() {
+    let rig = Rig::start(Backend::Sqlite).await;
+    let id = rig.request(120).await;
+    approve_and_elevate(&rig, &id).await;
+    let guest = rig.stored(&id).await.guest_id.unwrap();
+    let eve = rig.token(EVE, &["Reader"]).await;
+    let (status, _) = rig
+        .call("POST", &format!("/requests/{id}/revoke"), Some(&eve), None)
+        .await;
+    assert_eq!(status, 403);
+    let (status, body) = rig
+        .call(
+            "POST",
+            &format!("/requests/{id}/revoke"),
+            Some(&rig.member(CAROL).await),
+            Some(json!({"reason": "work done"})),
+        )
+        .await;
+    assert_eq!((status, body["state"].as_str()), (200, Some("revoked")), "{body}");
+    rig.drain_until(|r| !r.removal_outstanding(), &id).await;
+    assert!(!rig.soc_members().await.contains(&guest));
+    let r = rig.stored(&id).await;
+    assert_eq!(
+        (r.state, r.reason.as_deref()),
+        (AccessState::Revoked, Some("work done"))
+    );
+    // The end timer no longer applies.
+    rig.clock.advance(minutes(180));
+    assert_eq!(expiry_pass(&rig.deps, 100).await.unwrap(), Default::default());
+}
+
+#[tokio::test]
+async fn revocation_under_throttling_and_5xx_completes() {
+    let rig = Rig::start(Backend::Sqlite).await;
+    let id = rig.request(60).await;
+    approve_and_elevate(&rig, &id).await;
+    let r = rig.stored(&id).await;
+    let (group, guest) = (r.group_id.unwrap(), r.guest_id.unwrap());
+    let path = format!("/v1.0/groups/{group}/members");
+    for action in [
+        FaultAction::Status {
+            status: 429,
+            retry_after: Some("1".into()),
+            code: None,
+        },
+        FaultAction::Status {
+            status: 503,
+            retry_after: None,
+            code: None,
+        },
+    ] {
+        rig.control
+            .add_fault(
+                &rig.customer,
+                &FaultSpec {
+                    method: Some("DELETE".into()),
+                    path_prefix: path.clone(),
+                    count: 2,
+                    action,
+                },
+            )
+            .await
+            .unwrap();
+    }
+    rig.clock.advance(minutes(61));
+    assert_eq!(expiry_pass(&rig.deps, 100).await.unwrap().ended, 1);
+    rig.drain_until(|r| !r.removal_outstanding(), &id).await;
+    let r = rig.stored(&id).await;
+    let removal = r.removal.unwrap();
+    assert_eq!(removal.status, EffectStatus::Done);
+    assert!(removal.attempts >= 2, "took a redelivery: {removal:?}");
+    assert!(!rig.soc_members().await.contains(&guest));
+    let retries = rig
+        .trail(&id)
+        .await
+        .into_iter()
+        .filter(|a| a.action == "remove.retry")
+        .count();
+    assert!(retries >= 1, "the failed attempt is visible in the audit");
+    assert!(
+        rig.control.faults(&rig.customer).await.unwrap().is_empty(),
+        "all faults were hit"
+    );
+}
+
+#[tokio::test]
+async fn a_removal_that_keeps_failing_is_dead_lettered_alarmed_and_sent_again() {
+    let rig = Rig::start(Backend::Sqlite).await;
+    let id = rig.request(60).await;
+    approve_and_elevate(&rig, &id).await;
+    let r = rig.stored(&id).await;
+    let (group, guest) = (r.group_id.unwrap(), r.guest_id.unwrap());
+    // A permanent refusal (e.g. consent withdrawn) until an operator fixes it.
+    rig.control
+        .add_fault(
+            &rig.customer,
+            &FaultSpec {
+                method: Some("DELETE".into()),
+                path_prefix: format!("/v1.0/groups/{group}/members"),
+                count: 100,
+                action: FaultAction::Status {
+                    status: 403,
+                    retry_after: None,
+                    code: Some("Authorization_RequestDenied".into()),
+                },
+            },
+        )
+        .await
+        .unwrap();
+    let (status, _) = rig
+        .call(
+            "POST",
+            &format!("/requests/{id}/revoke"),
+            Some(&rig.member(BOB).await),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    rig.drain_until(|r| r.removal.as_ref().unwrap().status == EffectStatus::Failed, &id)
+        .await;
+    let dead = rig.deps.queue.dead_letters(QueueName::Access, 10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    let failure = dead[0].failure.as_ref().unwrap();
+    assert_eq!(failure.step.as_deref(), Some("remove"));
+    assert!(failure.reason.contains("Authorization_RequestDenied"), "{failure:?}");
+    assert!(rig.trail(&id).await.iter().any(|a| a.action == "remove.dead_lettered"));
+    assert!(
+        rig.soc_members().await.contains(&guest),
+        "still a member: the failure is visible, not hidden"
+    );
+
+    // The operator fixes it; the re-check sends the removal again without anyone replaying.
+    rig.control.clear_faults(&rig.customer).await.unwrap();
+    rig.clock.advance(minutes(14));
+    assert_eq!(expiry_pass(&rig.deps, 100).await.unwrap().removals_resent, 0);
+    rig.clock.advance(minutes(2));
+    assert_eq!(expiry_pass(&rig.deps, 100).await.unwrap().removals_resent, 1);
+    rig.drain_until(|r| !r.removal_outstanding(), &id).await;
+    assert!(!rig.soc_members().await.contains(&guest));
+}
+
+#[tokio::test]
+async fn a_mail_failure_never_blocks_the_decision() {
+    let rig = Rig::start(Backend::Sqlite).await;
+    rig.control
+        .add_fault(
+            &rig.provider,
+            &FaultSpec {
+                method: Some("POST".into()),
+                path_prefix: "/v1.0/users".into(),
+                count: 3,
+                action: FaultAction::Status {
+                    status: 503,
+                    retry_after: None,
+                    code: None,
+                },
+            },
+        )
+        .await
+        .unwrap();
+    let id = rig.request(30).await;
+    // The request is recorded and can be approved while its announcement is still failing.
+    approve_and_elevate(&rig, &id).await;
+    rig.drain_until(|r| r.mails_sent.len() == 2, &id).await;
+    let mail = rig.mail().await;
+    assert_eq!(
+        mail.iter().filter(|m| m.to == vec![TEAM_ALIAS.to_string()]).count(),
+        1,
+        "mailed once"
+    );
+    assert!(rig.trail(&id).await.iter().any(|a| a.action == "mail.requested.retry"));
+}
