@@ -10,6 +10,9 @@
 //! - [`reach`]: from a tenant id to a ready `TenantGraph`: registry lookup, credential resolution
 //!   (by reference: env var, file, certificate, ...), registration with the shared Graph client.
 //! - [`disposition`]: what to do with a message, and how a Graph error becomes a step outcome.
+//! - [`licences`]: the licence-change handler (one user per message) and the fan-out behind
+//!   `mdops licences assign`.
+//! - `lambda` (feature `lambda`): the SQS-batch glue the Lambda functions share.
 //! - [`onboarding`]: enrollment and the onboarding-step handler; one file per step in
 //!   [`onboarding::steps`].
 //! - [`worker`]: the embedded poll loop with bounded concurrency and the deadline ticker.
@@ -17,6 +20,9 @@
 pub mod access;
 pub mod deps;
 pub mod disposition;
+#[cfg(feature = "lambda")]
+pub mod lambda;
+pub mod licences;
 pub mod onboarding;
 pub mod reach;
 pub mod worker;

@@ -53,10 +53,7 @@ pub async fn dispatch(queue: QueueName, message: &ReceivedMessage, deps: &Deps) 
     match queue {
         QueueName::Onboarding => onboarding::handle_step(&message.body, message.receive_count, deps).await,
         QueueName::Access => crate::access::handle(&message.body, message.receive_count, deps).await,
-        other => Disposition::Redeliver {
-            after: Duration::from_secs(60),
-            error: format!("this worker has no handler for the {other} queue yet"),
-        },
+        QueueName::Licences => crate::licences::handle(&message.body, message.receive_count, deps).await,
     }
 }
 
