@@ -4,7 +4,6 @@
 //! and a way to work the access queue.
 #![allow(dead_code)]
 
-#[path = "../../../mdops-aws/tests/support/emulator.rs"]
 mod emulator;
 
 use std::sync::{Arc, Mutex};
