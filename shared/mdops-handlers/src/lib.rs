@@ -15,6 +15,7 @@
 //! - `lambda` (feature `lambda`): the SQS-batch glue the Lambda functions share.
 //! - [`onboarding`]: enrollment and the onboarding-step handler; one file per step in
 //!   [`onboarding::steps`].
+//! - [`operators`]: dead letters for operators: filter, show, replay (paced, audited), purge.
 //! - [`worker`]: the embedded poll loop with bounded concurrency and the deadline ticker.
 
 pub mod access;
@@ -24,6 +25,7 @@ pub mod disposition;
 pub mod lambda;
 pub mod licences;
 pub mod onboarding;
+pub mod operators;
 pub mod reach;
 pub mod worker;
 
