@@ -1,0 +1,62 @@
+//! The access-expiry Lambda function. Two triggers, one instance's clients:
+//! - the EventBridge schedule (every minute): [`Function::tick`] runs the access timer pass
+//!   (`mdops_handlers::access::expiry_pass`): expire undecided requests, end elapsed access, re-send
+//!   outstanding removals, relay unqueued side effects;
+//! - the access SQS queue: [`Function::work`] runs each record through the same handler as the
+//!   embedded worker (`mdops_handlers::access::handle`) and reports partial batch failures.
+//!
+//! [`Function::handle`] tells the two apart by shape (`Records` is an SQS event).
+
+use aws_lambda_events::event::eventbridge::EventBridgeEvent;
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use mdops_core::queue::QueueName;
+use mdops_handlers::Deps;
+use mdops_handlers::access::{ExpiryReport, expiry_pass};
+use serde_json::Value;
+
+/// Due requests (and outbox entries) handled per scheduled run; the rest wait a minute. A pass of
+/// this size takes seconds, well inside the function's timeout.
+pub const PER_TICK: usize = 200;
+
+/// What the function keeps between invocations.
+pub struct Function {
+    /// The handlers' ports.
+    pub deps: Deps,
+}
+
+impl Function {
+    /// Builds the clients from the environment (see `access_api` for the variables).
+    pub async fn from_env() -> anyhow::Result<Self> {
+        Ok(Function {
+            deps: access_api::deps_from_env().await?,
+        })
+    }
+
+    /// One scheduled run of the timer pass.
+    pub async fn tick(&self, event: EventBridgeEvent<Value>) -> anyhow::Result<ExpiryReport> {
+        tracing::info!(source = %event.source, "access timer pass");
+        let report = expiry_pass(&self.deps, PER_TICK).await?;
+        tracing::info!(?report, "access timer pass done");
+        Ok(report)
+    }
+
+    /// One batch of access-queue messages.
+    pub async fn work(&self, event: SqsEvent) -> SqsBatchResponse {
+        mdops_handlers::lambda::sqs_batch(QueueName::Access, event, &self.deps, |message| {
+            let deps = self.deps.clone();
+            async move { mdops_handlers::access::handle(&message.body, message.receive_count, &deps).await }
+        })
+        .await
+    }
+
+    /// Either trigger's event: an SQS batch answers its partial failures, a schedule its report.
+    pub async fn handle(&self, event: Value) -> anyhow::Result<Value> {
+        if event.get("Records").is_some() {
+            let sqs: SqsEvent = serde_json::from_value(event)?;
+            Ok(serde_json::to_value(self.work(sqs).await)?)
+        } else {
+            let scheduled: EventBridgeEvent<Value> = serde_json::from_value(event)?;
+            Ok(serde_json::to_value(self.tick(scheduled).await?)?)
+        }
+    }
+}
