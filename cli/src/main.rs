@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 
 mod context;
 mod enroll;
+mod licences;
 mod onboard;
 mod quickstart;
 mod sim;
@@ -42,6 +43,8 @@ enum Command {
     Status(status::StatusArgs),
     /// Run the simulated Entra ID + Microsoft Graph tenant (for rehearsal and tests).
     Sim(sim::SimArgs),
+    /// Queue licence changes: one message per user (a user, or every member of a group).
+    Licences(licences::LicencesArgs),
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
@@ -82,5 +85,6 @@ async fn main() -> Result<()> {
         Command::Onboard(args) => onboard::run(args, &global).await,
         Command::Status(args) => status::run(args, &global).await,
         Command::Sim(args) => sim::run(args).await,
+        Command::Licences(args) => licences::run(args, &global).await,
     }
 }

@@ -42,7 +42,7 @@ pub async fn onboard_and_wait(
     let runs = Runs::new(ctx.deps.store.as_ref(), ctx.deps.runs);
     let worker = Worker::new(ctx.deps.clone(), worker.settings());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let working = tokio::spawn(async move { worker.run(&[QueueName::Onboarding], stop_rx).await });
+    let working = tokio::spawn(async move { worker.run(&[QueueName::Onboarding, QueueName::Licences], stop_rx).await });
 
     let bar = ProgressBar::new(0);
     bar.set_style(
