@@ -1,0 +1,86 @@
+//! The sample schedule event runs the timer pass: an overdue pending request expires and its mail
+//! is queued on the access queue.
+
+use std::sync::Arc;
+
+use access_expiry::Function;
+use mdops_core::access::{AccessRequest, AccessRequests, AccessSettings, AccessState, Caller, NewAccessRequest};
+use mdops_core::queue::{Queue, QueueName};
+use mdops_core::tenant::TenantSettings;
+use mdops_graph::{GraphClient, GraphConfig};
+use mdops_handlers::Deps;
+use mdops_handlers::reach::TenantReach;
+
+#[tokio::test]
+async fn the_schedule_event_runs_the_timer_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = mdops_local::SqliteBackend::open(dir.path().join("mdops.db")).unwrap();
+    let store: Arc<dyn mdops_core::store::Store> = Arc::new(backend.store().clone());
+    let queue: Arc<dyn Queue> = Arc::new(backend.queue().clone());
+    let deps = Deps {
+        reach: Arc::new(TenantReach::new(
+            GraphClient::new(GraphConfig::default()).unwrap(),
+            store.clone(),
+        )),
+        store: store.clone(),
+        queue: queue.clone(),
+        runs: Default::default(),
+        clock: mdops_handlers::deps::system_clock(),
+        lag_window: mdops_handlers::deps::DEFAULT_LAG_WINDOW,
+    };
+    let alice = Caller {
+        upn: "alice@provider.example".into(),
+        oid: "o".into(),
+        tenant_id: "t".into(),
+        name: "Alice".into(),
+        roles: vec!["Access.SOC".into()],
+        groups: Vec::new(),
+    };
+    let input = NewAccessRequest {
+        tenant: "aaaaaaaa-2222-3333-4444-555555555555".into(),
+        role_group: "Modern Workplace Roles-SOC".into(),
+        justification: "alert".into(),
+        ticket: "INC1".into(),
+        duration_minutes: 30,
+    };
+    let two_hours_ago = chrono::Utc::now() - chrono::Duration::hours(2);
+    let settings = AccessSettings::default();
+    let request = AccessRequest::new(
+        "r1".into(),
+        &input,
+        &alice,
+        &TenantSettings::default(),
+        &settings,
+        two_hours_ago,
+    )
+    .unwrap();
+    AccessRequests::new(store.as_ref())
+        .create(&request, &[], two_hours_ago)
+        .await
+        .unwrap();
+
+    let text = std::fs::read_to_string(format!(
+        "{}/../../events/access-expiry-schedule.json",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    let function = Function { deps };
+    let report = function.handle(serde_json::from_str(&text).unwrap()).await.unwrap();
+    assert_eq!(report["expired"], 1, "{report}");
+    let stored = AccessRequests::new(store.as_ref()).get("r1").await.unwrap().unwrap();
+    assert_eq!(stored.request.state, AccessState::Expired);
+    let queued = queue
+        .receive(
+            QueueName::Access,
+            10,
+            std::time::Duration::from_secs(1),
+            std::time::Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
+    assert_eq!(queued.len(), 1);
+    assert!(queued[0].body.contains("\"mail\":\"expired\""), "{}", queued[0].body);
+    // A second run finds nothing due.
+    let again = function.handle(serde_json::from_str(&text).unwrap()).await.unwrap();
+    assert_eq!(again["expired"], 0);
+}
