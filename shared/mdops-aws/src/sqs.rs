@@ -11,7 +11,12 @@
 //! Reading dead letters peeks: receive with a short visibility until the DLQ is exhausted (bounded),
 //! dedupe by message id, make them visible again at once, and sort by dead-lettering time.
 //! `replay` is receive -> send to the source -> delete, because `StartMessageMoveTask` cannot pick
-//! messages and is missing from the emulator.
+//! messages and is missing from the emulator. Every move is journalled in the state table under
+//! `~replay#<dead letter id>` *before* the send (`pending`, with a fresh token that the sent
+//! message carries as the `mdops-replay-token` attribute), marked `sent` with the new message id
+//! after it, and `done` after the delete. A replay killed anywhere and run again therefore never
+//! sends twice: `sent`/`done` means only delete; `pending` means look for the token in the source
+//! queue first and send only if it is not there. See `docs/operators.md`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -49,6 +54,11 @@ const PEEK_VISIBILITY: i32 = 30;
 const FAILURE_RETENTION: chrono::Duration = chrono::Duration::days(14);
 /// Partition prefix of failure records in the state table.
 pub const FAILURE_PREFIX: &str = "~msgfail#";
+/// Partition prefix of replay journal records in the state table (one per dead letter moved).
+pub const REPLAY_PREFIX: &str = "~replay#";
+/// How long replay journal records are kept: as long as a dead letter can live, so a re-run of an
+/// interrupted replay within the DLQ's retention always finds the journal.
+const REPLAY_RETENTION: chrono::Duration = chrono::Duration::days(14);
 
 /// Message attributes set on the dead letters mdops sends itself.
 mod attr {
@@ -57,6 +67,19 @@ mod attr {
     pub const SOURCE_ID: &str = "mdops-source-id";
     pub const RECEIVE_COUNT: &str = "mdops-receive-count";
     pub const DEAD_LETTERED_AT: &str = "mdops-dead-lettered-at";
+    /// On a replayed message: the token of its journal record, so a re-run can find it.
+    pub const REPLAY_TOKEN: &str = "mdops-replay-token";
+    /// On a replayed message: the id it had in the dead-letter queue.
+    pub const REPLAY_OF: &str = "mdops-replay-of";
+}
+
+/// Where one dead letter's move stands, as journalled in the state table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum MoveState {
+    /// About to be sent (or sent, and the kill came before the journal heard of it).
+    Pending { token: String },
+    /// Sent to the source queue; only the delete from the DLQ may be missing.
+    Sent,
 }
 
 /// URLs of one logical queue and its dead-letter queue.
@@ -304,6 +327,183 @@ impl SqsQueue {
                 .map_err(|e| unavailable("release peeked dead letters", e))?;
         }
         Ok(())
+    }
+
+    fn journal_key(dead_letter_id: &str) -> HashMap<String, AttributeValue> {
+        HashMap::from([
+            (
+                "pk".to_string(),
+                AttributeValue::S(format!("{REPLAY_PREFIX}{dead_letter_id}")),
+            ),
+            ("sk".to_string(), AttributeValue::S("move".into())),
+        ])
+    }
+
+    /// The journalled state of a dead letter's move, if a replay ever started it.
+    async fn journal_state(&self, dead_letter_id: &str) -> Result<Option<MoveState>, QueueError> {
+        let out = self
+            .dynamo
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::journal_key(dead_letter_id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| unavailable("read replay journal", e))?;
+        let Some(item) = out.item() else { return Ok(None) };
+        let text = |name: &str| match item.get(name) {
+            Some(AttributeValue::S(v)) => Some(v.clone()),
+            _ => None,
+        };
+        match (text("state").as_deref(), text("token")) {
+            (Some("pending"), Some(token)) => Ok(Some(MoveState::Pending { token })),
+            (Some("sent" | "done"), _) => Ok(Some(MoveState::Sent)),
+            (state, _) => Err(QueueError::Unavailable {
+                message: format!("replay journal for dead letter {dead_letter_id} has an unknown state {state:?}"),
+                source: None,
+            }),
+        }
+    }
+
+    /// Journals a move as `pending` with `token`, if no replay journalled it before. Returns
+    /// whether this call created the record.
+    async fn journal_begin(&self, queue: QueueName, dead_letter_id: &str, token: &str) -> Result<bool, QueueError> {
+        let now = Utc::now();
+        let mut item = Self::journal_key(dead_letter_id);
+        item.insert("state".into(), AttributeValue::S("pending".into()));
+        item.insert("token".into(), AttributeValue::S(token.into()));
+        item.insert("queue".into(), AttributeValue::S(queue.as_str().into()));
+        item.insert("started_at".into(), AttributeValue::S(sortable_time(now)));
+        item.insert(
+            "expires_at".into(),
+            AttributeValue::N((now + REPLAY_RETENTION).timestamp().to_string()),
+        );
+        let put = self
+            .dynamo
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        match put {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(unavailable("write replay journal", e)),
+        }
+    }
+
+    /// Moves the journal record to `state` (`sent` with the new message id, or `done`).
+    async fn journal_mark(&self, dead_letter_id: &str, state: &str, new_id: Option<&str>) -> Result<(), QueueError> {
+        let mut update = self
+            .dynamo
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::journal_key(dead_letter_id)))
+            .update_expression(if new_id.is_some() {
+                "SET #s = :s, new_id = :n"
+            } else {
+                "SET #s = :s"
+            })
+            .expression_attribute_names("#s", "state")
+            .expression_attribute_values(":s", AttributeValue::S(state.into()));
+        if let Some(id) = new_id {
+            update = update.expression_attribute_values(":n", AttributeValue::S(id.into()));
+        }
+        update
+            .send()
+            .await
+            .map_err(|e| unavailable("update replay journal", e))?;
+        Ok(())
+    }
+
+    /// Looks through the source queue for the message a replay sent with `token` (bounded by
+    /// [`MAX_PEEK`]); every message looked at is made visible again at once. Returns its id.
+    async fn find_replayed(&self, source: &str, token: &str) -> Result<Option<String>, QueueError> {
+        let mut looked: Vec<Message> = Vec::new();
+        let mut found = None;
+        let mut empty = 0;
+        for _ in 0..(MAX_PEEK / MAX_BATCH + 10) {
+            if found.is_some() || looked.len() >= MAX_PEEK || empty >= 2 {
+                break;
+            }
+            let got = self
+                .sqs
+                .receive_message()
+                .queue_url(source)
+                .max_number_of_messages(MAX_BATCH as i32)
+                .visibility_timeout(PEEK_VISIBILITY)
+                .wait_time_seconds(0)
+                .message_attribute_names(attr::REPLAY_TOKEN)
+                .send()
+                .await
+                .map_err(|e| unavailable("replay: look for an earlier send in the source queue", e))?;
+            if got.messages().is_empty() {
+                empty += 1;
+                continue;
+            }
+            empty = 0;
+            for m in got.messages() {
+                if user_attr(m, attr::REPLAY_TOKEN) == Some(token) {
+                    found = m.message_id().map(str::to_string);
+                }
+                looked.push(m.clone());
+            }
+        }
+        let all: Vec<&Message> = looked.iter().collect();
+        self.release(source, &all).await?;
+        Ok(found)
+    }
+
+    /// Moves one peeked dead letter back to the source queue, journalled so that a re-run after
+    /// a kill at any point neither loses nor duplicates it. Returns whether it was moved.
+    async fn move_back(&self, queue: QueueName, urls: &QueueUrls, m: &Message) -> Result<bool, QueueError> {
+        let id = m.message_id().unwrap_or_default();
+        let token = match self.journal_state(id).await? {
+            Some(MoveState::Sent) => None,
+            Some(MoveState::Pending { token }) => match self.find_replayed(&urls.source, &token).await? {
+                Some(new_id) => {
+                    self.journal_mark(id, "sent", Some(&new_id)).await?;
+                    None
+                }
+                None => Some(token),
+            },
+            None => {
+                let token = uuid::Uuid::new_v4().to_string();
+                if !self.journal_begin(queue, id, &token).await? {
+                    // Another replay journalled it between our read and write: it owns the move.
+                    return Ok(false);
+                }
+                Some(token)
+            }
+        };
+        if let Some(token) = token {
+            let sent = self
+                .sqs
+                .send_message()
+                .queue_url(&urls.source)
+                .message_body(m.body().unwrap_or_default())
+                .message_attributes(attr::REPLAY_TOKEN, string_attr(token)?)
+                .message_attributes(attr::REPLAY_OF, string_attr(id)?)
+                .send()
+                .await
+                .map_err(|e| unavailable("replay: send to source queue", e))?;
+            self.journal_mark(id, "sent", sent.message_id()).await?;
+        }
+        self.sqs
+            .delete_message()
+            .queue_url(&urls.dead_letter)
+            .receipt_handle(m.receipt_handle().unwrap_or_default())
+            .send()
+            .await
+            .map_err(|e| unavailable("replay: delete from dead-letter queue", e))?;
+        self.journal_mark(id, "done", None).await?;
+        Ok(true)
     }
 
     async fn decode_dead_letter(&self, source: QueueName, m: &Message) -> Result<DeadLetter, QueueError> {
@@ -630,28 +830,12 @@ impl Queue for SqsQueue {
                 keep.push(m);
                 continue;
             }
-            // Send first, then delete from the DLQ: never lost, at worst delivered twice.
-            let sent = self
-                .sqs
-                .send_message()
-                .queue_url(&urls.source)
-                .message_body(m.body().unwrap_or_default())
-                .send()
-                .await
-                .map_err(|e| unavailable("replay: send to source queue", e));
-            if let Err(e) = sent {
-                keep.push(m);
-                result = Err(e);
-                continue;
+            match self.move_back(queue, &urls, m).await {
+                Ok(true) => moved.push(id.to_string()),
+                Ok(false) => {}
+                // Stop at the first failure; the journal lets a re-run finish this one exactly.
+                Err(e) => result = Err(e),
             }
-            self.sqs
-                .delete_message()
-                .queue_url(&urls.dead_letter)
-                .receipt_handle(m.receipt_handle().unwrap_or_default())
-                .send()
-                .await
-                .map_err(|e| unavailable("replay: delete from dead-letter queue", e))?;
-            moved.push(id.to_string());
         }
         self.release(&urls.dead_letter, &keep).await?;
         result?;
