@@ -4,7 +4,9 @@
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+mod access;
 mod context;
+mod dlq;
 mod enroll;
 mod licences;
 mod onboard;
@@ -41,10 +43,14 @@ enum Command {
     Onboard(onboard::OnboardArgs),
     /// Show onboarding runs, their steps, attempts and last errors.
     Status(status::StatusArgs),
+    /// Dead letters: list, show, replay, purge.
+    Dlq(dlq::DlqArgs),
     /// Run the simulated Entra ID + Microsoft Graph tenant (for rehearsal and tests).
     Sim(sim::SimArgs),
     /// Queue licence changes: one message per user (a user, or every member of a group).
     Licences(licences::LicencesArgs),
+    /// Temporary engineer access with two-key approval: configure, serve, request, approve, list, ...
+    Access(access::AccessArgs),
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
@@ -84,7 +90,9 @@ async fn main() -> Result<()> {
         Command::Worker(args) => worker::run(args, &global).await,
         Command::Onboard(args) => onboard::run(args, &global).await,
         Command::Status(args) => status::run(args, &global).await,
+        Command::Dlq(args) => dlq::run(args, &global).await,
         Command::Sim(args) => sim::run(args).await,
         Command::Licences(args) => licences::run(args, &global).await,
+        Command::Access(args) => access::run(args, &global).await,
     }
 }
