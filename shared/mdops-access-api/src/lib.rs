@@ -5,6 +5,7 @@
 //! The decisions and side effects live in `mdops_handlers::access`; this crate is the edge:
 //! - [`auth`]: validation of the callers' Entra ID access tokens (RS256, JWKS cached and refreshed
 //!   on an unknown `kid` at a bounded rate, issuer, audience, lifetime, tenant allow-list).
+//! - [`client`]: a typed client for people at a terminal (`mdops access approve ...`).
 //! - [`router`]: the axum router, the same for `mdops access serve` and the `access-api` Lambda
 //!   function (through `lambda_http`).
 //!
@@ -12,6 +13,7 @@
 //! conditional write with its outbox) -> answer; mail and Graph work follow on the access queue.
 
 pub mod auth;
+pub mod client;
 pub mod router;
 
 pub use auth::{AuthError, AuthSettings, JwtValidator};
