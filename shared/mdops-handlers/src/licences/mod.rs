@@ -470,14 +470,16 @@ async fn change(
     }
 
     // Capacity: a cached "no free units" is never believed; read again before failing.
-    if let Some(short) = new_units.iter().find(|s| s.free() < 1) {
+    if new_units.iter().any(|s| s.free() < 1) {
         if !list.fresh {
             list = licensing.skus.refresh(graph, deps.now()).await?;
         }
-        if let Some(fresh) = list.by_part_number(&short.sku_part_number)
-            && fresh.free() < 1
+        if let Some(short) = new_units
+            .iter()
+            .filter_map(|s| list.by_part_number(&s.sku_part_number))
+            .find(|s| s.free() < 1)
         {
-            return Ok(capacity_failure(tenant, fresh));
+            return Ok(capacity_failure(tenant, short));
         }
     }
 
