@@ -83,11 +83,16 @@ impl Default for LicenceSettings {
 
 impl LicenceSettings {
     /// The defaults, overridden by [`SKU_TTL_ENV`] and [`MAX_ATTEMPTS_ENV`] when they are set to
-    /// numbers (anything else is reported and ignored).
+    /// whole numbers (anything else is reported and ignored).
     pub fn from_env() -> Self {
+        Self::from_vars(|var| std::env::var(var).ok())
+    }
+
+    /// Like [`Self::from_env`], reading variables through `get`.
+    pub fn from_vars(get: impl Fn(&str) -> Option<String>) -> Self {
         let mut settings = LicenceSettings::default();
         let number = |var: &str| -> Option<u64> {
-            let raw = std::env::var(var).ok()?;
+            let raw = get(var)?;
             match raw.trim().parse::<u64>() {
                 Ok(n) => Some(n),
                 Err(_) => {
@@ -539,4 +544,48 @@ async fn change(
         "removed": remove_names,
         "usage_location_set": usage_location_set,
     })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_come_from_the_environment_and_ignore_what_is_not_a_number() {
+        let vars = |pairs: &'static [(&'static str, &'static str)]| {
+            move |var: &str| pairs.iter().find(|(k, _)| *k == var).map(|(_, v)| v.to_string())
+        };
+        assert_eq!(LicenceSettings::from_vars(|_| None), LicenceSettings::default());
+        let set = LicenceSettings::from_vars(vars(&[(SKU_TTL_ENV, "5"), (MAX_ATTEMPTS_ENV, " 3 ")]));
+        assert_eq!((set.sku_ttl, set.max_attempts), (Duration::from_secs(5), 3));
+        let bad = LicenceSettings::from_vars(vars(&[(SKU_TTL_ENV, "a minute"), (MAX_ATTEMPTS_ENV, "0")]));
+        assert_eq!((bad.sku_ttl, bad.max_attempts), (skus::DEFAULT_SKU_TTL, 1));
+    }
+
+    #[test]
+    fn plans_compare_as_sets_and_names_resolve_to_ids() {
+        assert!(same_plans(&["A".into(), "b".into()], &["B".into(), "a".into()]));
+        assert!(!same_plans(&["a".into()], &[]));
+        let sku = TenantSku {
+            sku_id: "x".into(),
+            sku_part_number: "SPE_E5".into(),
+            consumed_units: 0,
+            prepaid_units: skus::Units { enabled: 1 },
+            service_plans: vec![
+                skus::ServicePlan {
+                    service_plan_id: "57FF2DA0-773E-42DF-B2AF-FFB7A2317929".into(),
+                    service_plan_name: "TEAMS1".into(),
+                },
+                skus::ServicePlan {
+                    service_plan_id: "efb87545-963c-4e0d-99df-69c6916d9eb0".into(),
+                    service_plan_name: "EXCHANGE_S_ENTERPRISE".into(),
+                },
+            ],
+        };
+        assert_eq!(
+            disabled_plan_ids(&sku, &["teams1".into()]),
+            ["57ff2da0-773e-42df-b2af-ffb7a2317929"]
+        );
+        assert!(disabled_plan_ids(&sku, &[]).is_empty());
+    }
 }
