@@ -456,3 +456,55 @@ async fn a_mail_failure_never_blocks_the_decision() {
     );
     assert!(rig.trail(&id).await.iter().any(|a| a.action == "mail.requested.retry"));
 }
+
+#[tokio::test]
+async fn the_embedded_worker_runs_the_side_effects_and_its_tick_ends_access() {
+    let rig = Rig::start(Backend::Sqlite).await;
+    let settings = mdops_handlers::worker::WorkerSettings {
+        wait: std::time::Duration::from_millis(200),
+        tick: std::time::Duration::from_millis(100),
+        ..Default::default()
+    };
+    let worker = mdops_handlers::worker::Worker::new(rig.deps.clone(), settings);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let working = tokio::spawn(async move { worker.run(&[QueueName::Access], stop_rx).await });
+
+    let id = rig.request(30).await;
+    let (status, _) = rig
+        .call(
+            "POST",
+            &format!("/requests/{id}/approve"),
+            Some(&rig.member(BOB).await),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let until = |pred: fn(&mdops_core::access::AccessRequest) -> bool| {
+        let rig = &rig;
+        let id = id.clone();
+        async move {
+            let deadline = tokio::time::Instant::now() + support::WAIT;
+            loop {
+                let r = rig.stored(&id).await;
+                if pred(&r) {
+                    return r;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "worker did not get there: {r:?}"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    };
+    let active = until(|r| r.state == AccessState::Active && r.mails_sent.len() == 2).await;
+    let guest = active.guest_id.unwrap();
+    assert!(rig.soc_members().await.contains(&guest));
+    // Only the clock moves; the worker's own tick notices the end.
+    rig.clock.advance(minutes(31));
+    let ended = until(|r| r.state == AccessState::Ended && !r.removal_outstanding() && r.mails_sent.len() == 3).await;
+    assert_eq!(ended.removal.unwrap().status, EffectStatus::Done);
+    assert!(!rig.soc_members().await.contains(&guest));
+    stop_tx.send(true).unwrap();
+    working.await.unwrap();
+}
