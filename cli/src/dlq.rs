@@ -14,9 +14,6 @@ use crate::context::GlobalArgs;
 /// Replays of at least this many dead letters get a progress bar (on a terminal).
 const PROGRESS_FROM: usize = 20;
 
-/// Widest reason printed in a list row; `show` prints it whole.
-const REASON_WIDTH: usize = 120;
-
 /// `mdops dlq ...`
 #[derive(Args, Debug)]
 pub struct DlqArgs {
@@ -161,16 +158,6 @@ fn time(t: Option<DateTime<Utc>>) -> String {
     t.map_or_else(|| "-".into(), |t| t.format("%Y-%m-%d %H:%M:%S").to_string())
 }
 
-fn cut(text: &str, width: usize) -> String {
-    let one_line = text.replace('\n', " ");
-    if one_line.chars().count() <= width {
-        return one_line;
-    }
-    let mut out: String = one_line.chars().take(width.saturating_sub(1)).collect();
-    out.push('…');
-    out
-}
-
 /// Dead letters as a table, one row each.
 fn table(rows: &[DeadLetterSummary]) -> String {
     let mut out = format!(
@@ -187,7 +174,7 @@ fn table(rows: &[DeadLetterSummary]) -> String {
             r.attempts,
             time(r.first_failure),
             time(r.last_failure),
-            cut(&r.reason, REASON_WIDTH),
+            r.reason.replace('\n', " "),
         ));
     }
     out
@@ -215,7 +202,12 @@ fn show(dead: &DeadLetter) -> String {
         out.push_str("  (none recorded)\n");
     }
     for f in &dead.history {
-        out.push_str(&format!("  {}  attempt {}  {}\n", time(Some(f.at)), f.attempts, f.reason));
+        out.push_str(&format!(
+            "  {}  attempt {}  {}\n",
+            time(Some(f.at)),
+            f.attempts,
+            f.reason
+        ));
     }
     out
 }
@@ -274,7 +266,11 @@ pub async fn run(args: DlqArgs, global: &GlobalArgs) -> Result<()> {
     Ok(())
 }
 
-async fn replay(args: ReplayArgs, queue: &dyn mdops_core::queue::Queue, store: &dyn mdops_core::store::Store) -> Result<()> {
+async fn replay(
+    args: ReplayArgs,
+    queue: &dyn mdops_core::queue::Queue,
+    store: &dyn mdops_core::store::Store,
+) -> Result<()> {
     let filter = args.filter.filter();
     let mut options = ReplayOptions {
         dry_run: true,

@@ -1,12 +1,18 @@
-//! `mdops status`: every run, its steps, attempts, durations and last errors; failed steps first.
+//! `mdops status`: every run, its steps, attempts, durations and last errors; failed steps first;
+//! the dead letters that belong to each run; `--watch` redraws it every second.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
 
 use anyhow::Result;
 use chrono::{DateTime, Utc};
 use clap::Args;
 use mdops_core::onboarding::runs::{RunSettings, RunStatus, RunView, Runs, StepStatus};
+use mdops_core::queue::QueueName;
 use mdops_core::tenant::TenantId;
+use mdops_handlers::operators::{DeadLetterSummary, MAX_DEAD_LETTERS};
 
-use crate::context::GlobalArgs;
+use crate::context::{GlobalArgs, Ports};
 
 /// Most runs printed.
 const RUN_LIMIT: usize = 1_000;
@@ -23,30 +29,115 @@ pub struct StatusArgs {
     /// Print every step, not only the runs' summary lines and their unfinished steps.
     #[arg(long)]
     pub steps: bool,
+    /// Redraw every second until Ctrl-C.
+    #[arg(long)]
+    pub watch: bool,
+    /// With --watch: stop after this many seconds.
+    #[arg(long, requires = "watch")]
+    pub watch_for: Option<u64>,
 }
+
+/// How often `--watch` redraws.
+const WATCH_EVERY: Duration = Duration::from_secs(1);
 
 /// Runs `mdops status`.
 pub async fn run(args: StatusArgs, global: &GlobalArgs) -> Result<()> {
     let ports = global.ports().await?;
     let tenant: Option<TenantId> = args.tenant_id.as_deref().map(str::parse).transpose()?;
+    if !args.watch {
+        print!("{}", snapshot(&args, &ports, tenant.as_ref()).await?);
+        return Ok(());
+    }
+    let until = args
+        .watch_for
+        .map(|secs| tokio::time::Instant::now() + Duration::from_secs(secs));
+    let stop = crate::shutdown_signal();
+    tokio::pin!(stop);
+    let mut tick = tokio::time::interval(WATCH_EVERY);
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            _ = tick.tick() => {}
+        }
+        if until.is_some_and(|u| tokio::time::Instant::now() >= u) {
+            break;
+        }
+        let text = snapshot(&args, &ports, tenant.as_ref()).await?;
+        // Clear the screen and home the cursor, then draw.
+        print!(
+            "\x1b[2J\x1b[H{}  (every {}s, Ctrl-C to stop)\n{text}",
+            Utc::now().format("%H:%M:%S"),
+            WATCH_EVERY.as_secs()
+        );
+        use std::io::Write as _;
+        std::io::stdout().flush()?;
+    }
+    Ok(())
+}
+
+/// One rendering of the status, as text or JSON.
+async fn snapshot(args: &StatusArgs, ports: &Ports, tenant: Option<&TenantId>) -> Result<String> {
     let views = Runs::new(ports.store.as_ref(), RunSettings::default())
-        .list(tenant.as_ref(), RUN_LIMIT)
+        .list(tenant, RUN_LIMIT)
         .await?;
+    let mut dead: BTreeMap<String, Vec<DeadLetterSummary>> = BTreeMap::new();
+    for d in ports
+        .queue
+        .dead_letters(QueueName::Onboarding, MAX_DEAD_LETTERS)
+        .await?
+    {
+        let s = DeadLetterSummary::of(&d);
+        if let Some(run) = s.run_id.clone() {
+            dead.entry(run).or_default().push(s);
+        }
+    }
     if args.json {
         let out: Vec<serde_json::Value> = views
             .iter()
-            .map(|v| serde_json::json!({ "status": v.status(), "finished_at": v.finished_at(), "run": v.run, "steps": v.steps }))
+            .map(|v| {
+                serde_json::json!({
+                    "status": v.status(),
+                    "finished_at": v.finished_at(),
+                    "run": v.run,
+                    "steps": v.steps,
+                    "dead_letters": dead.get(&v.run.run_id).cloned().unwrap_or_default(),
+                })
+            })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&out)?);
-        return Ok(());
+        return Ok(format!("{}\n", serde_json::to_string_pretty(&out)?));
     }
     if views.is_empty() {
-        println!("no onboarding runs yet (start one with `mdops onboard --tenant-id ...`)");
+        return Ok("no onboarding runs yet (start one with `mdops onboard --tenant-id ...`)\n".into());
     }
+    let mut out = String::new();
     for view in &views {
-        print!("{}", render(view, args.steps));
+        out.push_str(&render(view, args.steps));
+        out.push_str(&render_dead_letters(
+            dead.get(&view.run.run_id).map_or(&[], Vec::as_slice),
+        ));
     }
-    Ok(())
+    Ok(out)
+}
+
+/// The dead letters of one run, one line each (nothing when there are none).
+pub fn render_dead_letters(dead: &[DeadLetterSummary]) -> String {
+    if dead.is_empty() {
+        return String::new();
+    }
+    let mut out = format!(
+        "  dead letters ({}; `mdops dlq show ID`, `mdops dlq replay --ids ID`)\n",
+        dead.len()
+    );
+    for d in dead {
+        out.push_str(&format!(
+            "    {}  {:<28} {}  {}\n",
+            d.id,
+            d.step.as_deref().unwrap_or("-"),
+            d.dead_lettered_at.format("%Y-%m-%d %H:%M:%S"),
+            d.reason.replace('\n', " "),
+        ));
+    }
+    out
 }
 
 fn seconds(from: Option<DateTime<Utc>>, to: Option<DateTime<Utc>>) -> String {
