@@ -5,7 +5,9 @@ mod support;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use mdops_access_api::AuthError;
+use std::sync::Arc;
+
+use mdops_access_api::{AuthError, AuthSettings, JwtValidator};
 use rsa::pkcs1::EncodeRsaPrivateKey;
 use rsa::pkcs8::{EncodePublicKey, LineEnding};
 use serde_json::Value;
@@ -125,6 +127,50 @@ async fn an_expired_token_is_refused() {
         .token_with(&rig.provider, ALICE, &[TEAM_ROLE], AUDIENCE, Some(-600))
         .await;
     refused(&rig, &token, AuthError::Expired).await;
+    // Expiry is judged by the validator's clock: a fresh token is expired two hours from now.
+    let base = url::Url::parse(&format!("{}/", rig.sim.url())).unwrap();
+    let later = JwtValidator::with_clock(
+        Rig::auth_settings(&base, &rig.provider),
+        Arc::new(|| chrono::Utc::now() + chrono::Duration::hours(2)),
+    )
+    .unwrap();
+    let fresh = rig.member(ALICE).await;
+    assert_eq!(later.validate(&fresh).await.unwrap_err(), AuthError::Expired);
+    assert!(rig.validator.validate(&fresh).await.is_ok());
+}
+
+#[tokio::test]
+async fn an_unknown_kid_refreshes_the_jwks_again_once_the_interval_passed() {
+    let rig = Rig::start(Backend::Sqlite).await;
+    let base = url::Url::parse(&format!("{}/", rig.sim.url())).unwrap();
+    let validator = JwtValidator::new(AuthSettings {
+        jwks_min_refresh: std::time::Duration::from_millis(300),
+        ..Rig::auth_settings(&base, &rig.provider)
+    })
+    .unwrap();
+    let valid = rig.member(ALICE).await;
+    validator.validate(&valid).await.unwrap();
+    let mut forged: Vec<String> = valid.split('.').map(str::to_string).collect();
+    let (mut header, _) = parts(&valid);
+    header["kid"] = "rolled-over-key".into();
+    forged[0] = enc(&header);
+    let forged = forged.join(".");
+    assert_eq!(
+        validator.validate(&forged).await.unwrap_err(),
+        AuthError::UnknownKey("rolled-over-key".into())
+    );
+    assert_eq!(validator.jwks_fetches(), 1, "within the interval: no refetch");
+    // A short real wait: the limiter measures real time between fetches.
+    tokio::time::sleep(std::time::Duration::from_millis(350)).await;
+    assert!(validator.validate(&forged).await.is_err());
+    assert_eq!(
+        validator.jwks_fetches(),
+        2,
+        "after the interval an unknown kid refetches once"
+    );
+    // The known key keeps working throughout.
+    validator.validate(&valid).await.unwrap();
+    assert_eq!(validator.jwks_fetches(), 2);
 }
 
 #[tokio::test]
