@@ -43,6 +43,11 @@ pub async fn run(args: WorkerArgs, global: &GlobalArgs) -> Result<()> {
         let _ = stop_tx.send(true);
     });
     eprintln!("worker running on {} (Ctrl-C to stop)", global.db.display());
-    worker.run(&[QueueName::Onboarding, QueueName::Licences, QueueName::Access], stop_rx).await;
+    worker
+        .run(
+            &[QueueName::Onboarding, QueueName::Licences, QueueName::Access],
+            stop_rx,
+        )
+        .await;
     Ok(())
 }
