@@ -508,3 +508,43 @@ async fn the_embedded_worker_runs_the_side_effects_and_its_tick_ends_access() {
     stop_tx.send(true).unwrap();
     working.await.unwrap();
 }
+
+#[tokio::test]
+async fn the_guest_is_invited_once_and_found_by_mail_afterwards() {
+    let rig = Rig::start(Backend::Sqlite).await;
+    let first = rig.request(30).await;
+    approve_and_elevate(&rig, &first).await;
+    let second = rig.request(30).await;
+    approve_and_elevate(&rig, &second).await;
+    let (a, b) = (rig.stored(&first).await, rig.stored(&second).await);
+    assert_eq!(a.guest_id, b.guest_id, "the same guest account");
+    let invited = |trail: Vec<mdops_core::store::AuditEntry>| {
+        trail
+            .into_iter()
+            .find(|e| e.action == "elevated")
+            .map(|e| e.detail["invited"].clone())
+    };
+    assert_eq!(invited(rig.trail(&first).await), Some(json!(true)));
+    assert_eq!(invited(rig.trail(&second).await), Some(json!(false)));
+    let guests = rig.control.objects(&rig.customer, "users").await.unwrap();
+    assert_eq!(guests.iter().filter(|u| u["userType"] == "Guest").count(), 1);
+}
+
+#[tokio::test]
+async fn access_revoked_before_its_elevation_ran_never_elevates() {
+    let rig = Rig::start(Backend::Sqlite).await;
+    let id = rig.request(30).await;
+    let bob = rig.member(BOB).await;
+    let (status, _) = rig
+        .call("POST", &format!("/requests/{id}/approve"), Some(&bob), None)
+        .await;
+    assert_eq!(status, 200);
+    let (status, body) = rig
+        .call("POST", &format!("/requests/{id}/revoke"), Some(&bob), None)
+        .await;
+    assert_eq!((status, body["state"].as_str()), (200, Some("revoked")), "{body}");
+    rig.drain_until(|r| !r.removal_outstanding(), &id).await;
+    let r = rig.stored(&id).await;
+    assert_eq!(r.state, AccessState::Revoked);
+    assert!(rig.soc_members().await.is_empty(), "nobody was put in the group");
+}
