@@ -548,3 +548,51 @@ async fn access_revoked_before_its_elevation_ran_never_elevates() {
     assert_eq!(r.state, AccessState::Revoked);
     assert!(rig.soc_members().await.is_empty(), "nobody was put in the group");
 }
+
+#[tokio::test]
+async fn a_revocation_during_the_elevation_still_removes_the_guest() {
+    let rig = Rig::start(Backend::Sqlite).await;
+    // Slow Graph in the customer tenant, so the revocation lands while the guest is being added.
+    let mut knobs = rig.control.knobs(&rig.customer).await.unwrap();
+    knobs.latency_ms = 300;
+    rig.control.set_knobs(&rig.customer, &knobs).await.unwrap();
+    let id = rig.request(30).await;
+    let bob = rig.member(BOB).await;
+    let (status, _) = rig
+        .call("POST", &format!("/requests/{id}/approve"), Some(&bob), None)
+        .await;
+    assert_eq!(status, 200);
+    // Revoke once the elevation is under way (its invitation has reached the tenant).
+    let revoke = async {
+        let query = tenant_sim::store::RequestLogQuery {
+            tenant: Some(rig.customer.clone()),
+            method: Some("POST".into()),
+            path_prefix: Some("/v1.0/invitations".into()),
+            ..Default::default()
+        };
+        let deadline = tokio::time::Instant::now() + support::WAIT;
+        while rig.control.requests(&query).await.unwrap().is_empty() {
+            assert!(tokio::time::Instant::now() < deadline, "the elevation never started");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        rig.call("POST", &format!("/requests/{id}/revoke"), Some(&bob), None)
+            .await
+    };
+    let (_, (status, _)) = tokio::join!(rig.drain_until(|r| r.state == AccessState::Revoked, &id), revoke);
+    assert_eq!(status, 200);
+    rig.drain_until(|r| !r.removal_outstanding(), &id).await;
+    let trail = rig.trail(&id).await;
+    let elevated = trail
+        .iter()
+        .find(|e| e.action == "elevated")
+        .expect("the elevation completed");
+    assert_eq!(
+        elevated.detail["state"], "revoked",
+        "the elevation saw the revocation: {trail:?}"
+    );
+    assert!(
+        rig.soc_members().await.is_empty(),
+        "the guest added after the revocation was removed"
+    );
+    assert_eq!(rig.stored(&id).await.state, AccessState::Revoked);
+}
