@@ -84,3 +84,53 @@ async fn the_schedule_event_runs_the_timer_pass() {
     let again = function.handle(serde_json::from_str(&text).unwrap()).await.unwrap();
     assert_eq!(again["expired"], 0);
 }
+
+#[tokio::test]
+async fn an_access_queue_batch_goes_through_the_handler() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = mdops_local::SqliteBackend::open(dir.path().join("mdops.db")).unwrap();
+    let store: Arc<dyn mdops_core::store::Store> = Arc::new(backend.store().clone());
+    let queue: Arc<dyn Queue> = Arc::new(backend.queue().clone());
+    let deps = Deps {
+        reach: Arc::new(TenantReach::new(
+            GraphClient::new(GraphConfig::default()).unwrap(),
+            store.clone(),
+        )),
+        store,
+        queue: queue.clone(),
+        runs: Default::default(),
+        clock: mdops_handlers::deps::system_clock(),
+        lag_window: mdops_handlers::deps::DEFAULT_LAG_WINDOW,
+    };
+    // The sample record's body names a request that does not exist: a permanent failure.
+    let text = std::fs::read_to_string(format!(
+        "{}/../../events/access-work-sqs.json",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    let mut event: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let body = event["Records"][0]["body"].as_str().unwrap().to_string();
+    queue
+        .send(QueueName::Access, mdops_core::queue::OutgoingMessage::now(body))
+        .await
+        .unwrap();
+    let got = queue
+        .receive(
+            QueueName::Access,
+            1,
+            std::time::Duration::from_secs(1),
+            std::time::Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
+    // The record as Lambda would deliver it for this queue's message.
+    event["Records"][0]["messageId"] = got[0].id.clone().into();
+    event["Records"][0]["receiptHandle"] = got[0].receipt.clone().into();
+    let answer = Function { deps }.handle(event).await.unwrap();
+    assert_eq!(answer["batchItemFailures"], serde_json::json!([]), "{answer}");
+    let dead = queue.dead_letters(QueueName::Access, 10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    let failure = dead[0].failure.as_ref().unwrap();
+    assert!(failure.reason.contains("no access request"), "{failure:?}");
+    assert_eq!(failure.step.as_deref(), Some("remove"));
+}
