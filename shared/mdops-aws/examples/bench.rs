@@ -7,8 +7,7 @@
 //! moto is found like the tests find it (scripts/test's environment, or .venv/bin/moto_server).
 //! Its runs are kept short: the emulator slows down a lot on deep queues.
 
-#[path = "../tests/support/emulator.rs"]
-mod emulator;
+use mdops_aws::emulator;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -17,6 +17,8 @@
 //! [`Store`]: mdops_core::store::Store
 
 pub mod dynamo;
+#[cfg(feature = "emulator")]
+pub mod emulator;
 pub mod sqs;
 
 use std::collections::HashMap;

@@ -1,8 +1,7 @@
 //! The adapter contract (`mdops_core::contract`) run against SQS and DynamoDB on the moto
 //! emulator, each case with its own queues and table (a unique resource prefix).
 
-#[path = "support/emulator.rs"]
-mod emulator;
+use mdops_aws::emulator;
 
 use std::sync::Arc;
 

@@ -4,8 +4,7 @@
 //! right after a send to the source queue (before the journal hears of it), and at the delete from
 //! the dead-letter queue (after the journal recorded the send).
 
-#[path = "support/emulator.rs"]
-mod emulator;
+use mdops_aws::emulator;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -1,8 +1,7 @@
 //! Creating resources is idempotent and connecting finds them: what `mdops` local development
 //! and the emulator rely on.
 
-#[path = "support/emulator.rs"]
-mod emulator;
+use mdops_aws::emulator;
 
 use std::time::Duration;
 

@@ -1,0 +1,19 @@
+//! The enrollment function's entry point: build the clients once, then serve events.
+
+use aws_lambda_events::event::eventbridge::EventBridgeEvent;
+use enrollment::Function;
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    mdops_handlers::lambda::init_logging();
+    let function = Function::from_env().await?;
+    let function = &function;
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<EventBridgeEvent<serde_json::Value>>| async move {
+            let outcome = function.handle(event.payload).await?;
+            Ok::<_, Error>(format!("{outcome:?}"))
+        },
+    ))
+    .await
+}

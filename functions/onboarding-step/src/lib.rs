@@ -1,0 +1,53 @@
+//! The onboarding-step Lambda function. Two triggers, one instance's clients:
+//! - the onboarding SQS queue: [`Function::work`] runs each record through the same step handler as
+//!   the embedded worker (`mdops_handlers::onboarding::handle_step`) and reports partial batch
+//!   failures, so one throttled step never re-delivers the others;
+//! - an EventBridge schedule (every minute): [`Function::reconcile`] re-sends steps whose deadline
+//!   passed (a message lost, a holder that died), as the embedded worker's ticker does.
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use mdops_core::queue::QueueName;
+use mdops_handlers::Deps;
+use mdops_handlers::lambda::StartupError;
+
+/// Overdue steps re-sent per scheduled run; the rest wait for the next minute.
+pub const OVERDUE_PER_RUN: usize = 500;
+
+/// What the function keeps between invocations.
+pub struct Function {
+    pub deps: Deps,
+}
+
+impl Function {
+    /// Builds the clients from the environment (`MDOPS_PREFIX`, the standard AWS variables).
+    pub async fn from_env() -> Result<Self, StartupError> {
+        Ok(Function {
+            deps: mdops_handlers::lambda::deps_from_env().await?,
+        })
+    }
+
+    /// One batch of onboarding-step messages.
+    pub async fn work(&self, event: SqsEvent) -> SqsBatchResponse {
+        mdops_handlers::lambda::sqs_batch(QueueName::Onboarding, event, &self.deps, |message| {
+            let deps = self.deps.clone();
+            async move { mdops_handlers::onboarding::handle_step(&message.body, message.receive_count, &deps).await }
+        })
+        .await
+    }
+
+    /// One scheduled pass: re-sends overdue steps; returns how many.
+    pub async fn reconcile(&self) -> Result<usize, mdops_handlers::onboarding::EnrollError> {
+        mdops_handlers::onboarding::resend_overdue(&self.deps, OVERDUE_PER_RUN).await
+    }
+
+    /// Either trigger's event: an SQS batch answers its partial failures, a schedule its count.
+    pub async fn handle(&self, event: serde_json::Value) -> Result<serde_json::Value, lambda_runtime::Error> {
+        if event.get("Records").is_some() {
+            let sqs: SqsEvent = serde_json::from_value(event)?;
+            Ok(serde_json::to_value(self.work(sqs).await)?)
+        } else {
+            let resent = self.reconcile().await?;
+            Ok(serde_json::json!({ "resent": resent }))
+        }
+    }
+}

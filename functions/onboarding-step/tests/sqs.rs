@@ -1,0 +1,267 @@
+//! The AWS path of onboarding against the emulator: the enrollment function takes a
+//! `TenantEnrolled` event, and the onboarding-step function is driven by real SQS messages received
+//! from the emulator's queue (with Lambda's delete-on-success played by the test), state in
+//! DynamoDB, Graph calls to the simulated tenant.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_lambda_events::event::eventbridge::EventBridgeEvent;
+use mdops_aws::emulator::{EventSource, sdk_config, unique_prefix};
+use mdops_aws::{AwsBackend, ResourceNames, ensure_resources};
+use mdops_core::onboarding::runs::{RunSettings, RunStatus, RunView, Runs};
+use mdops_core::queue::{Queue, QueueName, QueueSettings};
+use mdops_core::store::Store;
+use mdops_core::tenant::{CredentialRef, Tenant, TenantRegistry, TenantSettings};
+use mdops_graph::{GraphClient, GraphConfig};
+use mdops_handlers::Deps;
+use mdops_handlers::reach::TenantReach;
+use onboarding_step::Function;
+use secrecy::SecretString;
+use tenant_sim::SimClient;
+use tenant_sim::knobs::Knobs;
+use tenant_sim::seeds::{AppSeed, PRODUCT_PERMISSIONS, TenantSeed};
+
+/// Longest a run may take on the emulator (moto answers SQS calls in milliseconds, not micro).
+const RUN_WITHIN: Duration = Duration::from_secs(120);
+
+struct Rig {
+    sim: tenant_sim::RunningSim,
+    control: SimClient,
+    tenant_id: String,
+    deps: Deps,
+    steps: Function,
+    enrollment: enrollment::Function,
+    source: EventSource,
+    _dir: tempfile::TempDir,
+}
+
+async fn rig(knobs: Knobs) -> Rig {
+    let tenant_id = uuid::Uuid::new_v4();
+    let client_id = uuid::Uuid::new_v4();
+    let secret = format!("aws-test-{}", uuid::Uuid::new_v4());
+    let mut seed = TenantSeed::new("adatum");
+    seed.id = Some(tenant_id);
+    seed.knobs = knobs;
+    seed.apps.push(AppSeed {
+        client_id,
+        display_name: None,
+        secret: Some(SecretString::from(secret.clone())),
+        certificates: Vec::new(),
+        permissions: PRODUCT_PERMISSIONS.iter().map(|p| p.to_string()).collect(),
+    });
+    let sim = tenant_sim::start("127.0.0.1:0", vec![seed]).await.unwrap();
+
+    let sdk = sdk_config().await;
+    let names = ResourceNames::new(unique_prefix()).unwrap();
+    let urls = ensure_resources(&sdk, &names, QueueSettings::default())
+        .await
+        .expect("create queues and table");
+    let backend = AwsBackend::connect(&sdk, &names, QueueSettings::default())
+        .await
+        .unwrap();
+    let store: Arc<dyn Store> = Arc::new(backend.store().clone());
+    let queue: Arc<dyn Queue> = Arc::new(backend.queue().clone());
+
+    let dir = tempfile::tempdir().unwrap();
+    let secret_file = dir.path().join("secret");
+    std::fs::write(&secret_file, &secret).unwrap();
+    let tenant = Tenant {
+        tenant_id: tenant_id.to_string().parse().unwrap(),
+        domain: "adatum.onmicrosoft.com".parse().unwrap(),
+        name: "Adatum".into(),
+        client_id: client_id.to_string(),
+        credential: CredentialRef::File {
+            path: secret_file.display().to_string(),
+        },
+        settings: TenantSettings::default(),
+        added_at: chrono::Utc::now(),
+    };
+    TenantRegistry::new(store.as_ref()).add(&tenant).await.unwrap();
+
+    let base = url::Url::parse(&format!("{}/", sim.url())).unwrap();
+    let graph = GraphClient::new(GraphConfig::for_base(&base).unwrap()).unwrap();
+    let deps = Deps {
+        reach: Arc::new(TenantReach::new(graph, store.clone())),
+        store,
+        queue,
+        runs: RunSettings {
+            lease: Duration::from_secs(10),
+            grace: Duration::from_secs(5),
+            max_attempts: 10,
+        },
+        clock: mdops_handlers::deps::system_clock(),
+        lag_window: Duration::from_secs(2),
+    };
+    let source = EventSource::new(&sdk, urls[&QueueName::Onboarding].source.clone(), 30);
+    Rig {
+        control: SimClient::new(sim.url()),
+        sim,
+        tenant_id: tenant_id.to_string(),
+        steps: Function { deps: deps.clone() },
+        enrollment: enrollment::Function { deps: deps.clone() },
+        deps,
+        source,
+        _dir: dir,
+    }
+}
+
+fn enrolled_event(tenant_id: &str) -> EventBridgeEvent<serde_json::Value> {
+    let mut event = EventBridgeEvent::default();
+    event.detail_type = "TenantEnrolled".into();
+    event.source = "mdops.test".into();
+    event.detail = serde_json::json!({ "tenant_id": tenant_id });
+    event
+}
+
+impl Rig {
+    /// Invokes the step function on real receives until the run finishes (or the time is up).
+    /// With `duplicate`, every message received for the first time is sent again first: each is
+    /// then delivered at least twice.
+    async fn drive(&self, run_id: &str, duplicate: bool) -> RunView {
+        let runs = Runs::new(self.deps.store.as_ref(), self.deps.runs);
+        let mut copies = std::collections::HashSet::new();
+        let deadline = Instant::now() + RUN_WITHIN;
+        let mut last_reconcile = Instant::now();
+        loop {
+            let view = runs.get(run_id).await.unwrap().unwrap();
+            if view.status() != RunStatus::Running || Instant::now() > deadline {
+                return view;
+            }
+            if let Some(event) = self.source.receive().await {
+                if duplicate {
+                    for record in &event.records {
+                        let id = record.message_id.clone().unwrap_or_default();
+                        if copies.remove(&id) {
+                            continue;
+                        }
+                        let body = record.body.clone().unwrap_or_default();
+                        let copy = self
+                            .deps
+                            .queue
+                            .send(QueueName::Onboarding, mdops_core::queue::OutgoingMessage::now(body))
+                            .await
+                            .unwrap();
+                        copies.insert(copy);
+                    }
+                }
+                let response = self.steps.work(event.clone()).await;
+                self.source.settle(&event, &response).await;
+            }
+            if last_reconcile.elapsed() > Duration::from_secs(2) {
+                self.steps.reconcile().await.unwrap();
+                last_reconcile = Instant::now();
+            }
+        }
+    }
+
+    async fn counts(&self) -> BTreeMap<String, usize> {
+        self.control.counts(&self.tenant_id).await.unwrap()
+    }
+}
+
+fn assert_grew_by_one_onboarding(before: &BTreeMap<String, usize>, after: &BTreeMap<String, usize>) {
+    for (kind, n) in [
+        ("users", 6),
+        ("groups", 4),
+        ("deviceConfigurations", 5),
+        ("assignments", 4),
+        ("memberships", 8),
+    ] {
+        let grew = after.get(kind).copied().unwrap_or(0) - before.get(kind).copied().unwrap_or(0);
+        assert_eq!(grew, n, "{kind}: {before:?} -> {after:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_enrollment_event_onboards_the_tenant_through_sqs_and_dynamodb() {
+    let rig = rig(Knobs::default()).await;
+    let before = rig.counts().await;
+    let outcome = rig.enrollment.handle(enrolled_event(&rig.tenant_id)).await.unwrap();
+    assert_eq!(outcome, enrollment::Outcome::Enrolled);
+    let run_id = format!("{}.1", rig.tenant_id);
+    let view = rig.drive(&run_id, false).await;
+    assert_eq!(view.status(), RunStatus::Succeeded, "{:#?}", view.steps);
+    assert_grew_by_one_onboarding(&before, &rig.counts().await);
+    assert_eq!(
+        rig.control.tenant(&rig.tenant_id).await.unwrap().mdm_authority,
+        "intune"
+    );
+
+    // Enrolling again converges with zero writes.
+    let mark = rig
+        .control
+        .requests(&Default::default())
+        .await
+        .unwrap()
+        .last()
+        .map(|r| r.seq)
+        .unwrap_or(0);
+    rig.enrollment.handle(enrolled_event(&rig.tenant_id)).await.unwrap();
+    let again = rig.drive(&format!("{}.2", rig.tenant_id), false).await;
+    assert_eq!(again.status(), RunStatus::Succeeded);
+    let writes: Vec<_> = rig
+        .control
+        .requests(&Default::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.seq > mark && r.path.starts_with("/v1.0") && r.method != "GET")
+        .collect();
+    assert!(writes.is_empty(), "{writes:?}");
+    drop(rig.sim);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_sqs_message_delivered_twice_under_throttling_and_lag_creates_nothing_twice() {
+    let rig = rig(Knobs {
+        replication_lag_ms: 1_000,
+        identity_write_limit: 10,
+        identity_write_window_ms: 2_000,
+        retry_after_decimal: true,
+        ..Knobs::default()
+    })
+    .await;
+    let before = rig.counts().await;
+    rig.enrollment.handle(enrolled_event(&rig.tenant_id)).await.unwrap();
+    let view = rig.drive(&format!("{}.1", rig.tenant_id), true).await;
+    assert_eq!(view.status(), RunStatus::Succeeded, "{:#?}", view.steps);
+    assert_grew_by_one_onboarding(&before, &rig.counts().await);
+    let dead = rig.deps.queue.dead_letters(QueueName::Onboarding, 50).await.unwrap();
+    assert!(dead.is_empty(), "{dead:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_for_an_unregistered_tenant_is_dead_lettered_with_the_reason() {
+    let rig = rig(Knobs::default()).await;
+    let stranger = "0badc0de-0000-4000-8000-000000000001";
+    match rig.enrollment.handle(enrolled_event(stranger)).await.unwrap() {
+        enrollment::Outcome::Refused { reason, .. } => assert!(reason.contains("not registered"), "{reason}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    let mut wrong_type = enrolled_event(&rig.tenant_id);
+    wrong_type.detail_type = "TenantDeleted".into();
+    assert!(matches!(
+        rig.enrollment.handle(wrong_type).await.unwrap(),
+        enrollment::Outcome::Refused { .. }
+    ));
+    let dead = rig.deps.queue.dead_letters(QueueName::Onboarding, 10).await.unwrap();
+    assert_eq!(dead.len(), 2, "{dead:?}");
+    let reasons: Vec<&str> = dead
+        .iter()
+        .filter_map(|d| d.failure.as_ref())
+        .map(|f| f.reason.as_str())
+        .collect();
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains(stranger) && r.contains("not registered")),
+        "{reasons:?}"
+    );
+    assert!(reasons.iter().any(|r| r.contains("TenantDeleted")), "{reasons:?}");
+    assert!(
+        dead.iter().any(|d| d.body.contains(stranger)),
+        "the whole event is kept"
+    );
+}
