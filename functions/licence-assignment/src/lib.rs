@@ -2,24 +2,17 @@
 //! goes through the same handler the embedded worker runs (`mdops_handlers::licences`), and the
 //! records that must come back are reported as partial batch failures.
 //!
-//! `main.rs` builds the clients once ([`Function::from_env`]) and hands every event to
-//! [`Function::handle`]; tests call `handle` directly with events built from real SQS receives.
+//! `main.rs` builds the clients once ([`Function::from_env`]: the AWS backend named by
+//! `MDOPS_PREFIX`, the Graph client, the SKU cache) and hands every event to [`Function::handle`];
+//! tests call `handle` directly with events built from real SQS receives.
 
 use std::sync::Arc;
 
-use anyhow::Context as _;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
-use mdops_core::queue::{QueueName, QueueSettings};
-use mdops_graph::{GraphClient, GraphConfig};
+use mdops_core::queue::QueueName;
 use mdops_handlers::Deps;
-use mdops_handlers::deps::{DEFAULT_LAG_WINDOW, system_clock};
+use mdops_handlers::lambda::{StartupError, deps_from_env, sqs_batch};
 use mdops_handlers::licences::{LicenceSettings, Licensing, handle_with};
-use mdops_handlers::reach::TenantReach;
-
-/// Environment variable naming the resource prefix (queues `{prefix}-licences`, table `{prefix}-state`).
-pub const PREFIX_ENV: &str = "MDOPS_PREFIX";
-/// Optional environment variable pointing Graph and the identity platform at a simulated tenant.
-pub const SIM_URL_ENV: &str = "MDOPS_SIM_URL";
 
 /// What the function keeps between invocations: the ports and the licence handler's state.
 pub struct Function {
@@ -38,37 +31,17 @@ impl Function {
         }
     }
 
-    /// Builds the AWS backend, the Graph client and the ports from the environment, once.
-    pub async fn from_env() -> anyhow::Result<Self> {
-        let prefix = std::env::var(PREFIX_ENV).with_context(|| format!("{PREFIX_ENV} is not set"))?;
-        let names = mdops_aws::ResourceNames::new(prefix).with_context(|| PREFIX_ENV.to_string())?;
-        let sdk = mdops_aws::load_sdk_config().await;
-        let backend = mdops_aws::AwsBackend::connect(&sdk, &names, QueueSettings::default())
-            .await
-            .context("connecting to the queues and table")?;
-        let config = match std::env::var(SIM_URL_ENV) {
-            Ok(url) => GraphConfig::for_base(&url::Url::parse(&url).with_context(|| SIM_URL_ENV.to_string())?)?,
-            Err(_) => GraphConfig::default(),
-        };
-        let graph = GraphClient::new(config).context("building the Graph client")?;
-        let store: Arc<dyn mdops_core::store::Store> = Arc::new(backend.store().clone());
-        let deps = Deps {
-            reach: Arc::new(TenantReach::new(graph, store.clone())),
-            store,
-            queue: Arc::new(backend.queue().clone()),
-            runs: Default::default(),
-            clock: system_clock(),
-            lag_window: DEFAULT_LAG_WINDOW,
-        };
-        Ok(Function::new(deps, LicenceSettings::from_env()))
+    /// Builds the ports from the environment (`MDOPS_PREFIX`, optional `MDOPS_SIM_URL`) and the
+    /// licence settings (`MDOPS_SKU_CACHE_SECS`, `MDOPS_LICENCE_MAX_ATTEMPTS`), once.
+    pub async fn from_env() -> Result<Self, StartupError> {
+        Ok(Function::new(deps_from_env().await?, LicenceSettings::from_env()))
     }
 
     /// Handles one SQS event; the response lists the records SQS must deliver again.
     pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
-        let licensing = self.licensing.clone();
-        mdops_handlers::lambda::sqs_batch(QueueName::Licences, event, &self.deps, move |message| {
+        sqs_batch(QueueName::Licences, event, &self.deps, |message| {
             let deps = self.deps.clone();
-            let licensing = licensing.clone();
+            let licensing = self.licensing.clone();
             async move { handle_with(&message.body, message.receive_count, &deps, &licensing).await }
         })
         .await

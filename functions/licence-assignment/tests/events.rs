@@ -7,7 +7,9 @@ use mdops_core::licences::LicenceMessage;
 use mdops_core::message::decode;
 
 fn event(name: &str) -> SqsEvent {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../events").join(name);
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../events")
+        .join(name);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: not an SQS event: {e}", path.display()))
 }

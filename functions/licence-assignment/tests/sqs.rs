@@ -3,16 +3,13 @@
 //! `Function::handle`; the records it does not report as failed are deleted, as Lambda's event
 //! source mapping does. State is on DynamoDB, Graph is the simulated tenant.
 
-#[path = "support/emulator.rs"]
-mod emulator;
-
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
-use aws_sdk_sqs::types::MessageSystemAttributeName;
+use aws_lambda_events::event::sqs::SqsEvent;
 use licence_assignment::Function;
+use mdops_aws::emulator::{self, EventSource};
 use mdops_aws::{AwsBackend, ResourceNames};
 use mdops_core::licences::LicenceMessage;
 use mdops_core::queue::{Failure, OutgoingMessage, Queue, QueueName, QueueSettings};
@@ -39,8 +36,8 @@ struct AwsRig {
     tenant_id: String,
     backend: AwsBackend,
     function: Arc<Function>,
-    sqs: aws_sdk_sqs::Client,
-    queue_url: String,
+    /// Lambda's part: real receives as events, deletes of what did not fail.
+    source: EventSource,
     _dir: tempfile::TempDir,
 }
 
@@ -98,8 +95,7 @@ impl AwsRig {
         let backend = AwsBackend::ensure(&sdk, &names, QueueSettings::default())
             .await
             .expect("queues and table");
-        let sqs = aws_sdk_sqs::Client::new(&sdk);
-        let queue_url = sqs
+        let queue_url = aws_sdk_sqs::Client::new(&sdk)
             .get_queue_url()
             .queue_name(names.queue(QueueName::Licences))
             .send()
@@ -149,8 +145,7 @@ impl AwsRig {
             tenant_id: tenant_id.to_string(),
             backend,
             function: Arc::new(Function::new(deps, LicenceSettings::default())),
-            sqs,
-            queue_url,
+            source: EventSource::new(&sdk, queue_url, 30),
             _dir: dir,
         }
     }
@@ -177,69 +172,13 @@ impl AwsRig {
         .expect("fan out");
     }
 
-    /// One real SQS receive as a Lambda event (`None` when the queue gave nothing).
-    async fn receive_event(&self) -> Option<SqsEvent> {
-        let out = self
-            .sqs
-            .receive_message()
-            .queue_url(&self.queue_url)
-            .max_number_of_messages(10)
-            .wait_time_seconds(1)
-            .visibility_timeout(30)
-            .message_system_attribute_names(MessageSystemAttributeName::All)
-            .send()
-            .await
-            .expect("receive");
-        let messages = out.messages();
-        if messages.is_empty() {
-            return None;
-        }
-        let mut event = SqsEvent::default();
-        for m in messages {
-            let mut record = SqsMessage::default();
-            record.message_id = m.message_id().map(str::to_string);
-            record.receipt_handle = m.receipt_handle().map(str::to_string);
-            record.body = m.body().map(str::to_string);
-            record.event_source = Some("aws:sqs".into());
-            for (name, value) in m.attributes().into_iter().flatten() {
-                record.attributes.insert(name.as_str().to_string(), value.clone());
-            }
-            event.records.push(record);
-        }
-        Some(event)
-    }
-
-    /// Deletes the records of `event` not listed as failed, as Lambda does after an invocation.
-    async fn settle_like_lambda(&self, event: &SqsEvent, failed: &[String]) {
-        for record in &event.records {
-            let id = record.message_id.clone().unwrap_or_default();
-            if failed.contains(&id) {
-                continue;
-            }
-            let receipt = record.receipt_handle.clone().unwrap_or_default();
-            // Already deleted by a dead-lettering: SQS accepts a second delete of the same receipt.
-            let _ = self
-                .sqs
-                .delete_message()
-                .queue_url(&self.queue_url)
-                .receipt_handle(receipt)
-                .send()
-                .await;
-        }
-    }
-
     /// One invocation: receive, handle, settle. Returns how many records the event had.
     async fn invoke_once(&self) -> usize {
-        let Some(event) = self.receive_event().await else {
+        let Some(event) = self.source.receive().await else {
             return 0;
         };
         let response = self.function.handle(event.clone()).await;
-        let failed: Vec<String> = response
-            .batch_item_failures
-            .iter()
-            .map(|f| f.item_identifier.clone())
-            .collect();
-        self.settle_like_lambda(&event, &failed).await;
+        self.source.settle(&event, &response).await;
         event.records.len()
     }
 
@@ -550,7 +489,7 @@ async fn the_batch_glue_reports_only_redelivered_records_and_dead_letters_with_t
     // Collect all three in events (moto may split them over receives), bounded.
     let mut records = Vec::new();
     for _ in 0..10 {
-        if let Some(event) = rig.receive_event().await {
+        if let Some(event) = rig.source.receive().await {
             records.extend(event.records);
         }
         if records.len() == 3 {
@@ -594,7 +533,7 @@ async fn the_batch_glue_reports_only_redelivered_records_and_dead_letters_with_t
         .map(|f| f.item_identifier.clone())
         .collect();
     assert_eq!(failed, [id_of("redeliver-me")]);
-    rig.settle_like_lambda(&event, &failed).await;
+    rig.source.settle(&event, &response).await;
 
     let dead = queue.dead_letters(QueueName::Licences, 10).await.unwrap();
     assert_eq!(dead.len(), 1);
