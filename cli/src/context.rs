@@ -9,6 +9,7 @@ use anyhow::{Context as _, Result};
 use clap::Args;
 use mdops_core::onboarding::runs::RunSettings;
 use mdops_core::queue::{Queue, QueueSettings};
+use mdops_core::secrets::SecretSource;
 use mdops_core::store::Store;
 use mdops_graph::{GraphClient, GraphConfig};
 use mdops_handlers::Deps;
@@ -113,6 +114,8 @@ impl GlobalArgs {
 pub struct Ports {
     pub store: Arc<dyn Store>,
     pub queue: Arc<dyn Queue>,
+    /// Where `aws-secret:` credential references are read (AWS Secrets Manager on `--backend aws`).
+    pub secrets: Option<Arc<dyn SecretSource>>,
 }
 
 /// Everything the handlers run with, over the embedded backend.
@@ -138,9 +141,13 @@ impl Context {
 
     /// A context over an already open backend and client, with default timing.
     pub fn with(ports: Ports, graph: GraphClient) -> Context {
-        let Ports { store, queue } = ports;
+        let Ports { store, queue, secrets } = ports;
+        let mut reach = TenantReach::new(graph, store.clone());
+        if let Some(secrets) = secrets {
+            reach = reach.with_secrets(secrets);
+        }
         let deps = Deps {
-            reach: Arc::new(TenantReach::new(graph, store.clone())),
+            reach: Arc::new(reach),
             store,
             queue,
             runs: RunSettings::default(),

@@ -38,6 +38,12 @@ struct Rig {
 }
 
 async fn rig(knobs: Knobs) -> Rig {
+    rig_with(knobs, false).await
+}
+
+/// With `secrets_manager`, the tenant's client secret lives in (emulated) AWS Secrets Manager and
+/// is registered as an `aws-secret:ARN` reference.
+async fn rig_with(knobs: Knobs, secrets_manager: bool) -> Rig {
     let tenant_id = uuid::Uuid::new_v4();
     let client_id = uuid::Uuid::new_v4();
     let secret = format!("aws-test-{}", uuid::Uuid::new_v4());
@@ -67,14 +73,24 @@ async fn rig(knobs: Knobs) -> Rig {
     let dir = tempfile::tempdir().unwrap();
     let secret_file = dir.path().join("secret");
     std::fs::write(&secret_file, &secret).unwrap();
+    let credential = if secrets_manager {
+        let created = aws_sdk_secretsmanager::Client::new(&sdk)
+            .create_secret()
+            .name(format!("{}-adatum", names.table()))
+            .secret_string(serde_json::json!({ "client_secret": secret }).to_string())
+            .send()
+            .await
+            .expect("create secret in the emulator");
+        CredentialRef::AwsSecret { arn: created.arn().unwrap().to_string() }
+    } else {
+        CredentialRef::File { path: secret_file.display().to_string() }
+    };
     let tenant = Tenant {
         tenant_id: tenant_id.to_string().parse().unwrap(),
         domain: "adatum.onmicrosoft.com".parse().unwrap(),
         name: "Adatum".into(),
         client_id: client_id.to_string(),
-        credential: CredentialRef::File {
-            path: secret_file.display().to_string(),
-        },
+        credential,
         settings: TenantSettings::default(),
         added_at: chrono::Utc::now(),
     };
@@ -83,7 +99,7 @@ async fn rig(knobs: Knobs) -> Rig {
     let base = url::Url::parse(&format!("{}/", sim.url())).unwrap();
     let graph = GraphClient::new(GraphConfig::for_base(&base).unwrap()).unwrap();
     let deps = Deps {
-        reach: Arc::new(TenantReach::new(graph, store.clone())),
+        reach: Arc::new(TenantReach::new(graph, store.clone()).with_secrets(Arc::new(mdops_aws::SecretsManager::new(&sdk)))),
         store,
         queue,
         runs: RunSettings {
@@ -264,4 +280,14 @@ async fn an_event_for_an_unregistered_tenant_is_dead_lettered_with_the_reason() 
         dead.iter().any(|d| d.body.contains(stranger)),
         "the whole event is kept"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_secret_kept_in_secrets_manager_is_read_at_run_time() {
+    let rig = rig_with(Knobs::default(), true).await;
+    rig.enrollment.handle(enrolled_event(&rig.tenant_id)).await.unwrap();
+    let view = rig.drive(&format!("{}.1", rig.tenant_id), false).await;
+    assert_eq!(view.status(), RunStatus::Succeeded, "{:#?}", view.steps);
+    let registered = TenantRegistry::new(rig.deps.store.as_ref()).require(&rig.tenant_id).await.unwrap();
+    assert!(matches!(registered.credential, CredentialRef::AwsSecret { .. }), "only the reference is stored");
 }

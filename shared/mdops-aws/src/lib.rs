@@ -19,6 +19,7 @@
 pub mod dynamo;
 #[cfg(feature = "emulator")]
 pub mod emulator;
+pub mod secrets;
 pub mod sqs;
 
 use std::collections::HashMap;
@@ -34,6 +35,7 @@ use aws_sdk_sqs::types::QueueAttributeName;
 use mdops_core::queue::{QueueName, QueueSettings};
 
 pub use dynamo::DynamoStore;
+pub use secrets::SecretsManager;
 pub use sqs::{QueueUrls, SqsQueue};
 
 /// Errors setting the backend up (resolving or creating resources).

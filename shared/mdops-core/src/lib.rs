@@ -24,5 +24,6 @@ pub mod onboarding;
 pub mod outcome;
 pub mod permissions;
 pub mod queue;
+pub mod secrets;
 pub mod store;
 pub mod tenant;

@@ -63,7 +63,9 @@ pub async fn deps_from_env() -> Result<Deps, StartupError> {
     let graph = mdops_graph::GraphClient::new(config)?;
     let store: Arc<dyn mdops_core::store::Store> = Arc::new(backend.store().clone());
     Ok(Deps {
-        reach: Arc::new(TenantReach::new(graph, store.clone())),
+        reach: Arc::new(
+            TenantReach::new(graph, store.clone()).with_secrets(Arc::new(mdops_aws::SecretsManager::new(&sdk))),
+        ),
         store,
         queue: Arc::new(backend.queue().clone()),
         runs: Default::default(),

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+use mdops_core::secrets::SecretSource;
 use mdops_core::store::{Store, StoreError};
 use mdops_core::tenant::{CredentialRef, RegistryError, Tenant, TenantId, TenantRegistry};
 use mdops_graph::{CertificateSource, CredentialSource, GraphClient, GraphError, TenantGraph};
@@ -116,6 +117,24 @@ pub fn resolve_credential(tenant: &Tenant) -> Result<CredentialSource, ReachErro
     })
 }
 
+/// Like [`resolve_credential`], reading `aws-secret:ARN` references from `secrets`.
+pub async fn resolve(tenant: &Tenant, secrets: Option<&dyn SecretSource>) -> Result<CredentialSource, ReachError> {
+    match (&tenant.credential, secrets) {
+        (CredentialRef::AwsSecret { arn }, Some(source)) => {
+            let secret = source.secret(arn).await.map_err(|e| ReachError::Credential {
+                tenant: tenant.tenant_id.to_string(),
+                reference: tenant.credential.to_string(),
+                problem: e.problem,
+            })?;
+            Ok(CredentialSource::ClientSecret {
+                client_id: tenant.client_id.clone(),
+                secret,
+            })
+        }
+        _ => resolve_credential(tenant),
+    }
+}
+
 /// Tenants reachable through one shared Graph client.
 pub struct TenantReach {
     graph: GraphClient,
@@ -123,16 +142,20 @@ pub struct TenantReach {
     /// The credential reference each tenant was registered with, so a changed reference is
     /// registered again and an unchanged one is not re-read for every message.
     registered: Mutex<HashMap<String, String>>,
+    /// Where `aws-secret:` references are read, when this process has such a store.
+    secrets: Option<Arc<dyn SecretSource>>,
 }
 
 impl TenantReach {
     /// Tenants of the registry in `store`, reached through `graph`.
     pub fn new(graph: GraphClient, store: Arc<dyn Store>) -> Self {
-        TenantReach {
-            graph,
-            store,
-            registered: Mutex::new(HashMap::new()),
-        }
+        TenantReach { graph, store, registered: Mutex::new(HashMap::new()), secrets: None }
+    }
+
+    /// Reads `aws-secret:` credential references from `secrets`.
+    pub fn with_secrets(mut self, secrets: Arc<dyn SecretSource>) -> Self {
+        self.secrets = Some(secrets);
+        self
     }
 
     /// The shared Graph client.
@@ -158,7 +181,7 @@ impl TenantReach {
             .get(tenant_id.as_str())
             == Some(&reference);
         if !known {
-            let source = resolve_credential(&tenant)?;
+            let source = resolve(&tenant, self.secrets.as_deref()).await?;
             self.graph.register_tenant(tenant_id.as_str(), source)?;
             self.registered
                 .lock()
