@@ -747,3 +747,29 @@ async fn disabled_plans_and_removals_change_only_what_differs() {
     );
     assert!(rig.writes_after(before).await.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_onboarding_licences_step_ends_with_the_interactive_accounts_licensed() {
+    use mdops_core::onboarding::Account;
+    use mdops_core::onboarding::runs::RunStatus;
+
+    let rig = Rig::start(seeded(Vec::new(), vec![sku("SPE_E5", 10)], Vec::new())).await;
+    let view = rig.onboard(Duration::from_secs(90)).await;
+    assert_eq!(view.status(), RunStatus::Succeeded, "{:#?}", view.steps);
+    let finished = work_until(&rig, Duration::from_secs(30), || {
+        let rig = &rig;
+        async move { sku_of(rig, "SPE_E5").await["consumedUnits"] == 4 }
+    })
+    .await;
+    assert!(finished, "the four interactive accounts must be licensed");
+    let tid: TenantId = rig.tenant_id.parse().unwrap();
+    let tenant = TenantRegistry::new(rig.deps.store.as_ref())
+        .get(&tid)
+        .await
+        .unwrap()
+        .unwrap();
+    for account in Account::ALL {
+        let upn = account.upn(&tenant);
+        assert_eq!(holds(&rig, &upn, "SPE_E5").await, account.interactive(), "{upn}");
+    }
+}
