@@ -92,6 +92,7 @@ impl GlobalArgs {
                 Ok(Ports {
                     store: Arc::new(backend.store().clone()),
                     queue: Arc::new(backend.queue().clone()),
+                    secrets: None,
                 })
             }
             Backend::Aws => {
@@ -103,6 +104,7 @@ impl GlobalArgs {
                 Ok(Ports {
                     store: Arc::new(backend.store().clone()),
                     queue: Arc::new(backend.queue().clone()),
+                    secrets: Some(Arc::new(mdops_aws::SecretsManager::new(&sdk))),
                 })
             }
         }

@@ -89,6 +89,7 @@ pub async fn run(args: QuickstartArgs) -> Result<()> {
     let ports = crate::context::Ports {
         store: Arc::new(backend.store().clone()),
         queue: Arc::new(backend.queue().clone()),
+        secrets: None,
     };
     let ctx = Context::with(ports, graph);
 
