@@ -89,7 +89,7 @@ impl DeadLetterFilter {
         if !self.queues.is_empty() && !self.queues.contains(&dead.source) {
             return false;
         }
-        if !self.ids.is_empty() && !self.ids.iter().any(|id| *id == dead.id) {
+        if !self.ids.is_empty() && !self.ids.contains(&dead.id) {
             return false;
         }
         let summary = DeadLetterSummary::of(dead);
