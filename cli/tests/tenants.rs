@@ -1,4 +1,5 @@
-//! `mdops tenants` end to end: the binary against the simulated tenant, on the embedded store.
+//! `mdops tenants` end to end: the binary against the simulated tenant, on the embedded store and
+//! on DynamoDB through the AWS emulator.
 
 use std::process::{Command, Output};
 
@@ -9,6 +10,9 @@ const MDOPS: &str = env!("CARGO_BIN_EXE_mdops");
 
 struct Cli {
     db: std::path::PathBuf,
+    /// Extra global flags and environment (`--backend aws ...` and the emulator's variables).
+    backend: Vec<String>,
+    env: Vec<(&'static str, String)>,
     sim: String,
     secret_var: (&'static str, String),
     /// Everything every command printed, to search for secrets.
@@ -22,6 +26,8 @@ impl Cli {
             .arg(&self.db)
             .arg("--sim-url")
             .arg(format!("{}/", self.sim))
+            .args(&self.backend)
+            .envs(self.env.iter().map(|(k, v)| (*k, v.as_str())))
             .args(args)
             .env(self.secret_var.0, &self.secret_var.1)
             .env("MDOPS_LOG", "trace")
@@ -71,6 +77,22 @@ fn app(client_id: uuid::Uuid, secret: &str, permissions: &[&str]) -> AppSeed {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tenants_are_added_listed_shown_checked_and_removed_and_no_secret_is_ever_printed() {
+    tenants_lifecycle(Vec::new(), Vec::new()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_on_dynamodb_through_the_emulator() {
+    let sdk = mdops_aws::emulator::sdk_config().await;
+    let prefix = mdops_aws::emulator::unique_prefix();
+    let names = mdops_aws::ResourceNames::new(prefix.clone()).unwrap();
+    mdops_aws::ensure_resources(&sdk, &names, Default::default())
+        .await
+        .expect("create the table and queues");
+    let backend = vec!["--backend".into(), "aws".into(), "--aws-prefix".into(), prefix];
+    tenants_lifecycle(backend, mdops_aws::emulator::child_env()).await;
+}
+
+async fn tenants_lifecycle(backend: Vec<String>, env: Vec<(&'static str, String)>) {
     let secret = format!("S3cr3t-{}", uuid::Uuid::new_v4());
     let client_id = uuid::Uuid::new_v4();
     let (consented, unconsented, partial) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
@@ -89,6 +111,8 @@ async fn tenants_are_added_listed_shown_checked_and_removed_and_no_secret_is_eve
     let dir = tempfile::tempdir().unwrap();
     let cli = Cli {
         db: dir.path().join("mdops.db"),
+        backend,
+        env,
         sim: sim.url().to_string(),
         secret_var: ("MDOPS_TEST_APP_SECRET", secret.clone()),
         seen: Default::default(),
@@ -170,6 +194,12 @@ async fn tenants_are_added_listed_shown_checked_and_removed_and_no_secret_is_eve
             .contains("not registered")
     );
 
+    if !cli.backend.is_empty() {
+        assert!(
+            !cli.db.exists(),
+            "--backend aws keeps the registry in DynamoDB, never in the embedded file"
+        );
+    }
     let everything = cli.seen.borrow().clone();
     assert!(
         everything.contains("TRACE") || everything.contains("DEBUG") || everything.len() > 1000,

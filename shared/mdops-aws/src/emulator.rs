@@ -80,6 +80,23 @@ fn find() -> Found {
     }
 }
 
+/// The emulator's endpoint URL (starting moto if `scripts/test` did not), for child processes
+/// that read the standard AWS environment: give them `AWS_ENDPOINT_URL` = this, a region and test
+/// credentials ([`child_env`]).
+pub fn endpoint() -> String {
+    FOUND.get_or_init(find).endpoint.clone()
+}
+
+/// The environment a child process (the `mdops` binary, a function) needs to reach the emulator.
+pub fn child_env() -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_ENDPOINT_URL", endpoint()),
+        ("AWS_REGION", "us-east-1".into()),
+        ("AWS_ACCESS_KEY_ID", "test".into()),
+        ("AWS_SECRET_ACCESS_KEY", "test".into()),
+    ]
+}
+
 /// SDK configuration for the emulator: the standard environment when `scripts/test` set it up,
 /// otherwise the endpoint of the moto started here with test credentials.
 pub async fn sdk_config() -> SdkConfig {
