@@ -47,6 +47,9 @@ pub enum FanOutError {
     /// The request would make a message the handler refuses.
     #[error("invalid licence request: {0}")]
     Invalid(#[from] DecodeError),
+    /// A group target was given without a Graph handle to read its members with.
+    #[error("group {0:?}: reading its members needs the tenant's Graph handle")]
+    NoGraph(String),
     /// No group has that id or display name.
     #[error("group {0:?}: no group with this object id or display name")]
     GroupNotFound(String),
@@ -111,7 +114,7 @@ pub async fn fan_out(
     match target {
         Target::User(user) => result.users.push(user.trim().to_string()),
         Target::Group(group) => {
-            let graph = graph.ok_or_else(|| FanOutError::GroupNotFound(group.clone()))?;
+            let graph = graph.ok_or_else(|| FanOutError::NoGraph(group.clone()))?;
             let id = group_id(graph, group.trim()).await?;
             let members: Vec<DirectoryObject> = graph
                 .list_all(
