@@ -107,6 +107,11 @@ impl GraphClient {
         Ok(())
     }
 
+    /// Gives one tenant its own request budget (see [`crate::limiter::Limiter::set_tenant`]).
+    pub fn set_tenant_limits(&self, tenant_id: &str, settings: crate::LimiterSettings) -> Result<()> {
+        self.inner.limiter.set_tenant(tenant_id, settings)
+    }
+
     /// A handle for calls to one tenant. Fails later, per call, if the tenant is not registered.
     pub fn tenant(&self, tenant_id: &str) -> TenantGraph {
         TenantGraph {

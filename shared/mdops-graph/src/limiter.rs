@@ -180,6 +180,8 @@ struct TenantBuckets {
 pub struct Limiter {
     settings: LimiterSettings,
     tenants: Mutex<HashMap<String, TenantBuckets>>,
+    /// Per-tenant budgets that replace `settings` for that tenant (from the tenant registry).
+    overrides: Mutex<HashMap<String, LimiterSettings>>,
 }
 
 impl Limiter {
@@ -188,7 +190,25 @@ impl Limiter {
         Limiter {
             settings,
             tenants: Mutex::new(HashMap::new()),
+            overrides: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Gives one tenant its own budget (e.g. a smaller share of the quota for a tenant whose own
+    /// admins use Graph heavily). Applies from the next request; permits already granted stand.
+    pub fn set_tenant(&self, tenant: &str, settings: LimiterSettings) -> Result<()> {
+        settings.validate()?;
+        self.overrides
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(tenant.to_string(), settings);
+        let mut tenants = self.tenants.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(buckets) = tenants.get_mut(tenant) {
+            buckets.all.settings = settings.all;
+            buckets.directory_writes.settings = settings.directory_writes;
+            buckets.intune_writes.settings = settings.intune_writes;
+        }
+        Ok(())
     }
 
     /// Takes a permit for one request, waiting (asynchronously) up to `max_wait` for it.
@@ -211,8 +231,14 @@ impl Limiter {
     fn reserve(&self, tenant: &str, kind: RequestKind) -> Result<Duration> {
         let now = Instant::now();
         // A poisoned lock only means another call panicked mid-update; the counts are still usable.
+        let s = self
+            .overrides
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(tenant)
+            .copied()
+            .unwrap_or(self.settings);
         let mut tenants = self.tenants.lock().unwrap_or_else(|p| p.into_inner());
-        let s = self.settings;
         let buckets = tenants.entry(tenant.to_string()).or_insert_with(|| TenantBuckets {
             all: Bucket::new(s.all),
             directory_writes: Bucket::new(s.directory_writes),
@@ -285,6 +311,34 @@ mod tests {
         assert_eq!(
             RequestKind::of(&Method::PATCH, "/deviceAppManagement/mobileApps/1"),
             RequestKind::IntuneWrite
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_tenant_with_its_own_budget_is_limited_by_it_and_others_are_not() {
+        let l = Limiter::new(small());
+        let mut tight = small();
+        tight.directory_writes = BucketSettings {
+            permits: 1,
+            per: Duration::from_secs(1),
+        };
+        l.set_tenant("tight", tight).unwrap();
+        assert_eq!(l.reserve("tight", RequestKind::DirectoryWrite).unwrap(), Duration::ZERO);
+        assert_eq!(
+            l.reserve("tight", RequestKind::DirectoryWrite).unwrap(),
+            Duration::from_millis(1050)
+        );
+        for _ in 0..10 {
+            assert_eq!(l.reserve("roomy", RequestKind::DirectoryWrite).unwrap(), Duration::ZERO);
+        }
+        // A budget set after the tenant's buckets exist applies from the next request.
+        l.set_tenant("roomy", tight).unwrap();
+        assert!(l.reserve("roomy", RequestKind::DirectoryWrite).unwrap() > Duration::ZERO);
+        let mut invalid = small();
+        invalid.all.permits = 0;
+        assert!(
+            l.set_tenant("x", invalid).is_err(),
+            "a zero budget is refused, naming the field"
         );
     }
 

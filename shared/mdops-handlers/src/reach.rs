@@ -8,11 +8,14 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use mdops_core::secrets::SecretSource;
 use mdops_core::store::{Store, StoreError};
 use mdops_core::tenant::{CredentialRef, RegistryError, Tenant, TenantId, TenantRegistry};
-use mdops_graph::{CertificateSource, CredentialSource, GraphClient, GraphError, TenantGraph};
+use mdops_graph::{
+    BucketSettings, CertificateSource, CredentialSource, GraphClient, GraphError, LimiterSettings, TenantGraph,
+};
 use secrecy::{SecretBox, SecretString};
 
 /// Why a tenant could not be reached.
@@ -135,6 +138,22 @@ pub async fn resolve(tenant: &Tenant, secrets: Option<&dyn SecretSource>) -> Res
     }
 }
 
+/// The Graph limiter settings for a tenant: the client's defaults with the tenant's write budgets.
+pub fn limits_for(tenant: &Tenant, defaults: LimiterSettings) -> LimiterSettings {
+    let budget = tenant.settings.graph_budget;
+    LimiterSettings {
+        directory_writes: BucketSettings {
+            permits: budget.identity_writes_per_150s,
+            per: Duration::from_secs(150),
+        },
+        intune_writes: BucketSettings {
+            permits: budget.intune_writes_per_20s,
+            per: Duration::from_secs(20),
+        },
+        ..defaults
+    }
+}
+
 /// Tenants reachable through one shared Graph client.
 pub struct TenantReach {
     graph: GraphClient,
@@ -149,7 +168,12 @@ pub struct TenantReach {
 impl TenantReach {
     /// Tenants of the registry in `store`, reached through `graph`.
     pub fn new(graph: GraphClient, store: Arc<dyn Store>) -> Self {
-        TenantReach { graph, store, registered: Mutex::new(HashMap::new()), secrets: None }
+        TenantReach {
+            graph,
+            store,
+            registered: Mutex::new(HashMap::new()),
+            secrets: None,
+        }
     }
 
     /// Reads `aws-secret:` credential references from `secrets`.
@@ -183,11 +207,52 @@ impl TenantReach {
         if !known {
             let source = resolve(&tenant, self.secrets.as_deref()).await?;
             self.graph.register_tenant(tenant_id.as_str(), source)?;
+            self.graph
+                .set_tenant_limits(tenant_id.as_str(), limits_for(&tenant, self.graph.config().limiter))?;
             self.registered
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .insert(tenant_id.to_string(), reference);
         }
         Ok((tenant.clone(), self.graph.tenant(tenant_id.as_str())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mdops_core::tenant::{CredentialRef, TenantSettings};
+
+    #[test]
+    fn a_tenants_budget_sets_its_write_limits() {
+        let mut settings = TenantSettings::default();
+        settings.set("graph_budget.identity_writes_per_150s", "300").unwrap();
+        settings.set("graph_budget.intune_writes_per_20s", "10").unwrap();
+        let tenant = Tenant {
+            tenant_id: "72f988bf-86f1-41af-91ab-2d7cd011db47".parse().unwrap(),
+            domain: "contoso.com".parse().unwrap(),
+            name: "c".into(),
+            client_id: "0c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f".into(),
+            credential: CredentialRef::ManagedIdentity,
+            settings,
+            added_at: chrono::Utc::now(),
+        };
+        let defaults = LimiterSettings::default();
+        let limits = limits_for(&tenant, defaults);
+        assert_eq!(
+            limits.directory_writes,
+            BucketSettings {
+                permits: 300,
+                per: Duration::from_secs(150)
+            }
+        );
+        assert_eq!(
+            limits.intune_writes,
+            BucketSettings {
+                permits: 10,
+                per: Duration::from_secs(20)
+            }
+        );
+        assert_eq!(limits.all, defaults.all);
     }
 }
