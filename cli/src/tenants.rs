@@ -119,7 +119,9 @@ pub async fn run(args: TenantsArgs, global: &GlobalArgs) -> Result<()> {
         TenantsCommand::Add(add) => {
             let tenant = tenant_from(&add)?;
             // A reference that does not resolve is refused now, not at 3 a.m. in a worker.
-            resolve(&tenant, ports.secrets.as_deref()).await.map_err(|e| anyhow::anyhow!("credential: {e}"))?;
+            resolve(&tenant, ports.secrets.as_deref())
+                .await
+                .map_err(|e| anyhow::anyhow!("credential: {e}"))?;
             registry.add(&tenant).await?;
             println!(
                 "added tenant {} ({}), credential {}",
@@ -183,7 +185,9 @@ pub async fn run(args: TenantsArgs, global: &GlobalArgs) -> Result<()> {
         TenantsCommand::Check { tenant_id } => {
             let tenant = registry.require(&tenant_id).await?;
             let graph = GraphClient::new(global.graph_config()?)?;
-            let source = resolve(&tenant, ports.secrets.as_deref()).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            let source = resolve(&tenant, ports.secrets.as_deref())
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
             graph.register_tenant(tenant.tenant_id.as_str(), source)?;
             let granted = graph
                 .granted_roles(tenant.tenant_id.as_str())
