@@ -109,6 +109,7 @@ pub async fn run(args: QuickstartArgs) -> Result<()> {
     )
     .await?;
     let took = started.elapsed();
+    let licensed = work_licences(&ctx, &view, &worker).await?;
 
     println!("4. the finished run:\n");
     print!("{}", crate::status::render(&view, true));
@@ -130,6 +131,7 @@ pub async fn run(args: QuickstartArgs) -> Result<()> {
             .collect::<Vec<_>>()
             .join(", ")
     );
+    println!("licences: {licensed}");
     println!(
         "{requests} requests to the simulated tenant; run took {:.1}s",
         took.as_secs_f64()
@@ -138,6 +140,44 @@ pub async fn run(args: QuickstartArgs) -> Result<()> {
         "state: {} (try `mdops --db {} status --steps`)",
         dir.display(),
         dir.join("mdops.db").display()
+    );
+    println!("\n5. enrolling the same tenant again: a new run that finds everything in place");
+    let mark = control
+        .requests(&Default::default())
+        .await
+        .map(|r| r.len())
+        .unwrap_or(0);
+    let again = crate::onboard::onboard_and_wait(
+        &ctx,
+        DEMO_TENANT_ID,
+        &worker,
+        Duration::from_secs(600),
+        "cli:quickstart",
+    )
+    .await?;
+    let log = control
+        .requests(&Default::default())
+        .await
+        .context("reading the request log")?;
+    let writes = log
+        .iter()
+        .skip(mark)
+        .filter(|r| r.path.starts_with("/v1.0") && r.method != "GET")
+        .count();
+    println!(
+        "   run {} {:?}: {} Graph writes (the first run made {})",
+        again.run.run_id,
+        again.status(),
+        writes,
+        view.steps
+            .iter()
+            .filter(|s| s
+                .output
+                .as_ref()
+                .and_then(|o| o.get("created"))
+                .and_then(|c| c.as_bool())
+                == Some(true))
+            .count()
     );
     sim.shutdown().await;
     if view.status() != RunStatus::Succeeded {
@@ -164,4 +204,50 @@ fn write_private(path: &std::path::Path, content: &str) -> Result<()> {
     #[cfg(not(unix))]
     std::fs::write(path, content)?;
     Ok(())
+}
+
+/// Longest the quickstart waits for the licence queue after the run.
+const LICENCES_WITHIN: Duration = Duration::from_secs(60);
+
+/// Works the licence queue until every account the run handed to it has its licence change
+/// recorded (done or failed); returns a summary.
+async fn work_licences(
+    ctx: &Context,
+    view: &mdops_core::onboarding::runs::RunView,
+    worker: &WorkerArgs,
+) -> Result<String> {
+    let users: Vec<String> = view
+        .step("licences")
+        .and_then(|s| s.output.as_ref())
+        .and_then(|o| o.get("users"))
+        .and_then(|u| u.as_array())
+        .map(|a| a.iter().filter_map(|u| u.as_str().map(str::to_string)).collect())
+        .unwrap_or_default();
+    let workers = mdops_handlers::worker::Worker::new(ctx.deps.clone(), worker.settings());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let working = tokio::spawn(async move { workers.run(&[mdops_core::queue::QueueName::Licences], stop_rx).await });
+    let deadline = tokio::time::Instant::now() + LICENCES_WITHIN;
+    let (mut done, mut failed);
+    loop {
+        (done, failed) = (0, 0);
+        for user in &users {
+            let subject = mdops_handlers::licences::audit_subject(view.run.tenant_id.as_str(), user);
+            let entries = ctx.deps.store.audit(&subject, 100).await?;
+            match entries.last().map(|e| e.action.as_str()) {
+                Some("licence.done") => done += 1,
+                Some("licence.failed") => failed += 1,
+                _ => {}
+            }
+        }
+        if done + failed == users.len() || tokio::time::Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = stop_tx.send(true);
+    let _ = working.await;
+    Ok(format!(
+        "{done} of {} service accounts licensed, {failed} failed (see `mdops dlq list --queue licences`)",
+        users.len()
+    ))
 }
