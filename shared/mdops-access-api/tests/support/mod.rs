@@ -4,8 +4,6 @@
 //! and a way to work the access queue.
 #![allow(dead_code)]
 
-mod emulator;
-
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -142,8 +140,8 @@ impl Rig {
                 (Arc::new(b.store().clone()), Arc::new(b.queue().clone()))
             }
             Backend::Aws => {
-                let sdk = emulator::sdk_config().await;
-                let names = mdops_aws::ResourceNames::new(emulator::unique_prefix()).expect("names");
+                let sdk = mdops_aws::emulator::sdk_config().await;
+                let names = mdops_aws::ResourceNames::new(mdops_aws::emulator::unique_prefix()).expect("names");
                 let b = mdops_aws::AwsBackend::ensure(&sdk, &names, QueueSettings::default())
                     .await
                     .expect("AWS resources on the emulator");
