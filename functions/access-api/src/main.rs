@@ -4,18 +4,7 @@ use lambda_http::Error;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    // JSON when the runtime says so (AWS_LAMBDA_LOG_FORMAT=json), plain otherwise.
-    let json = std::env::var("AWS_LAMBDA_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    if json {
-        tracing_subscriber::fmt()
-            .json()
-            .with_env_filter(filter)
-            .without_time()
-            .init();
-    } else {
-        tracing_subscriber::fmt().with_env_filter(filter).without_time().init();
-    }
+    mdops_handlers::lambda::init_logging();
     let state = access_api::state_from_env().await?;
     lambda_http::run(mdops_access_api::router(state)).await
 }

@@ -25,10 +25,10 @@ pub struct Function {
 }
 
 impl Function {
-    /// Builds the clients from the environment (see `access_api` for the variables).
+    /// Builds the clients from the environment (`MDOPS_PREFIX`, optionally `MDOPS_SIM_URL`).
     pub async fn from_env() -> anyhow::Result<Self> {
         Ok(Function {
-            deps: access_api::deps_from_env().await?,
+            deps: mdops_handlers::lambda::deps_from_env().await?,
         })
     }
 
