@@ -26,6 +26,7 @@ fn embedded(dir: &tempfile::TempDir) -> Backend {
         env: Vec::new(),
         queue: Arc::new(backend.queue().clone()),
         store: Arc::new(backend.store().clone()),
+        settle: Duration::ZERO,
     }
 }
 

@@ -36,6 +36,10 @@ pub struct Backend {
     pub env: Vec<(String, String)>,
     pub queue: Arc<dyn Queue>,
     pub store: Arc<dyn Store>,
+    /// How long to wait after a process that long-polls the queue exits before sending to it: on
+    /// SQS a long poll whose client is gone can still take the next message and hide it for the
+    /// visibility timeout (moto does this every time; the worker polls 5 s at a time).
+    pub settle: Duration,
 }
 
 pub struct Scenario {
@@ -170,13 +174,29 @@ impl Scenario {
         serde_json::from_str(&out).unwrap_or_else(|e| panic!("mdops {args:?}: not JSON ({e}): {out}"))
     }
 
-    /// `mdops worker` in the background.
-    pub fn worker(&self) -> Child {
-        self.mdops(&["worker", "--visibility-secs", "10"])
+    /// `mdops worker` in the background, killed when the guard drops (a failing test leaves no
+    /// worker behind); its log goes to `worker.log` in the temp dir.
+    pub fn worker(&self) -> WorkerGuard {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("worker.log"))
+            .expect("worker log");
+        let child = self
+            .mdops(&["worker", "--visibility-secs", "10"])
+            .env("MDOPS_LOG", "info")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
-            .expect("start worker")
+            .expect("start worker");
+        WorkerGuard(child)
+    }
+
+    /// The workers' log so far, for a failure message.
+    pub fn worker_log(&self) -> String {
+        let log = std::fs::read_to_string(self.dir.path().join("worker.log")).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(40).collect();
+        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
     }
 
     /// Polls `check` every 300 ms until it holds or [`PATIENCE`] passes.
@@ -187,9 +207,18 @@ impl Scenario {
     {
         let deadline = Instant::now() + PATIENCE;
         while !check().await {
-            assert!(Instant::now() < deadline, "gave up waiting: {what}");
+            assert!(
+                Instant::now() < deadline,
+                "gave up waiting: {what}\nworker log:\n{}",
+                self.worker_log()
+            );
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
+    }
+
+    /// Waits out the long polls of a process that just exited (see [`Backend::settle`]).
+    pub async fn settle(&self) {
+        tokio::time::sleep(self.backend.settle).await;
     }
 
     pub async fn dead_count(&self, queue: QueueName) -> usize {
@@ -232,9 +261,18 @@ fn ids(rows: &Value) -> Vec<String> {
         .collect()
 }
 
-fn stop(mut child: Child) {
-    let _ = child.kill();
-    let _ = child.wait();
+/// A background `mdops worker`, SIGKILLed and reaped when dropped.
+pub struct WorkerGuard(Child);
+
+impl Drop for WorkerGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn stop(worker: WorkerGuard) {
+    drop(worker);
 }
 
 /// The whole operators' story on one backend.
@@ -248,6 +286,7 @@ pub async fn operators_story(s: Scenario) {
     assert!(String::from_utf8_lossy(&onboard.stdout).contains("FAILED"));
 
     // 2. A malformed message and a licence change with no free units, worked by `mdops worker`.
+    s.settle().await;
     s.backend
         .queue
         .send(
@@ -336,6 +375,8 @@ pub async fn operators_story(s: Scenario) {
         "{status}"
     );
     assert!(s.fails(&["dlq", "show", "no-such-id"]).contains("no dead letter"));
+
+    s.settle().await;
 
     // 6. A filtered dry run; the real replay needs --yes for more than one and then moves exactly
     //    what the dry run listed.
