@@ -7,19 +7,18 @@ mod dlq_common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use dlq_common::{Backend, Scenario, operators_story, temp_dir};
+use dlq_common::{Backend, Scenario, killed_replay_story, operators_story, temp_dir};
 use mdops_aws::{AwsBackend, ResourceNames};
 use mdops_core::queue::QueueSettings;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn operators_find_filter_and_replay_real_failures_on_sqs_and_dynamodb() {
+async fn backend() -> Backend {
     let sdk = mdops_aws::emulator::sdk_config().await;
     let prefix = mdops_aws::emulator::unique_prefix();
     let names = ResourceNames::new(prefix.clone()).expect("prefix");
     let aws = AwsBackend::ensure(&sdk, &names, QueueSettings::default())
         .await
         .expect("create queues and table");
-    let backend = Backend {
+    Backend {
         flags: vec!["--backend".into(), "aws".into(), "--aws-prefix".into(), prefix],
         env: mdops_aws::emulator::child_env()
             .into_iter()
@@ -29,6 +28,17 @@ async fn operators_find_filter_and_replay_real_failures_on_sqs_and_dynamodb() {
         store: Arc::new(aws.store().clone()),
         // Past the worker's 5 s long poll.
         settle: Duration::from_secs(6),
-    };
-    operators_story(Scenario::start(backend, temp_dir()).await).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_find_filter_and_replay_real_failures_on_sqs_and_dynamodb() {
+    operators_story(Scenario::start(backend().await, temp_dir()).await).await;
+}
+
+/// A process-level kill of `mdops dlq replay --backend aws` at whatever point it has reached; the
+/// two exact kill points are in `shared/mdops-aws/tests/replay_kill.rs`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_killed_half_way_on_sqs_and_run_again_leaves_exactly_one_copy_of_each() {
+    killed_replay_story(backend().await).await;
 }

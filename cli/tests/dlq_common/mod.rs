@@ -499,3 +499,144 @@ pub fn temp_dir() -> tempfile::TempDir {
 pub fn db_path(dir: &tempfile::TempDir) -> PathBuf {
     dir.path().join("mdops.db")
 }
+
+/// Dead letters in the kill test, replayed at 2 a second.
+const KILL_MESSAGES: usize = 8;
+/// How long the re-runs may take to find every dead letter again (on SQS the killed replay's
+/// peeked messages stay hidden for the adapter's 30 s peek visibility).
+const RERUN_WITHIN: Duration = Duration::from_secs(90);
+
+/// `mdops dlq replay --rate 2/s` SIGKILLed after its first chunk is audited, then run again until
+/// the dead-letter queue is empty: exactly one copy of each message is back in its queue.
+pub async fn killed_replay_story(backend: Backend) {
+    let queue = backend.queue.clone();
+    for n in 0..KILL_MESSAGES {
+        queue
+            .send(QueueName::Licences, OutgoingMessage::now(format!("{{\"n\":{n}}}")))
+            .await
+            .expect("send");
+    }
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while got.len() < KILL_MESSAGES && Instant::now() < deadline {
+        got.extend(
+            queue
+                .receive(
+                    QueueName::Licences,
+                    10,
+                    Duration::from_millis(500),
+                    Duration::from_secs(120),
+                )
+                .await
+                .expect("receive"),
+        );
+    }
+    assert_eq!(got.len(), KILL_MESSAGES);
+    for m in &got {
+        let why = mdops_core::queue::Failure {
+            reason: "Graph 400: broken".into(),
+            tenant: None,
+            step: None,
+            attempts: 1,
+            at: chrono::Utc::now(),
+        };
+        queue
+            .dead_letter(QueueName::Licences, m, &why)
+            .await
+            .expect("dead_letter");
+    }
+    let replay = || {
+        let mut c = Command::new(MDOPS);
+        c.args(&backend.flags)
+            .args([
+                "dlq", "replay", "--queue", "licences", "--yes", "--rate", "2/s", "--error", "broken",
+            ])
+            .envs(backend.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        c
+    };
+    let audited = |entries: &[mdops_core::store::AuditEntry]| {
+        entries
+            .iter()
+            .filter(|a| a.action == "replayed")
+            .map(|a| a.detail["ids"].as_array().map_or(0, Vec::len))
+            .sum::<usize>()
+    };
+    let mut child = WorkerGuard(replay().spawn().expect("start replay"));
+    // Watch the audit log (reading the queue would hide messages from the replay on SQS).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let audit = backend.store.audit("dlq:licences", 100).await.expect("audit");
+        if audited(&audit) > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the replay never moved anything");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = child.0.kill();
+    let status = child.0.wait().expect("reap");
+    assert!(!status.success(), "killed before it finished");
+    drop(child);
+    let moved_before = audited(&backend.store.audit("dlq:licences", 100).await.expect("audit"));
+    assert!(moved_before < KILL_MESSAGES, "killed half-way: {moved_before} moved");
+
+    // Run it again until nothing is left (each run moves what is visible by then).
+    let deadline = Instant::now() + RERUN_WITHIN;
+    loop {
+        let out = replay().output().expect("re-run");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        if queue
+            .dead_letters(QueueName::Licences, 100)
+            .await
+            .expect("dead_letters")
+            .is_empty()
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "dead letters still there after {RERUN_WITHIN:?}"
+        );
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+    let mut copies: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
+    let mut empty = 0;
+    for _ in 0..20 {
+        if empty >= 2 {
+            break;
+        }
+        let got = queue
+            .receive(
+                QueueName::Licences,
+                10,
+                Duration::from_millis(500),
+                Duration::from_secs(120),
+            )
+            .await
+            .expect("receive");
+        if got.is_empty() {
+            empty += 1;
+        }
+        for m in got {
+            assert_eq!(m.receive_count, 1, "a replayed message starts a fresh receive count");
+            *copies.entry(m.body).or_insert(0) += 1;
+        }
+    }
+    let expected: std::collections::BTreeMap<String, usize> =
+        (0..KILL_MESSAGES).map(|n| (format!("{{\"n\":{n}}}"), 1)).collect();
+    assert_eq!(copies, expected, "exactly one copy of each message");
+    let audit = backend.store.audit("dlq:licences", 100).await.expect("audit");
+    let requested: std::collections::BTreeSet<&str> = audit
+        .iter()
+        .filter(|a| a.action == "replay.requested")
+        .flat_map(|a| a.detail["ids"].as_array().into_iter().flatten())
+        .filter_map(|v| v.as_str())
+        .collect();
+    assert_eq!(
+        requested.len(),
+        KILL_MESSAGES,
+        "every id is on record as requested before it moved"
+    );
+}
