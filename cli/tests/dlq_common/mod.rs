@@ -480,6 +480,30 @@ pub async fn operators_story(s: Scenario) {
     let watched = s.ok(&["status", "--watch", "--watch-for", "3"]);
     assert!(started.elapsed() < Duration::from_secs(30));
     assert!(watched.matches("Ctrl-C to stop").count() >= 2, "{watched}");
+
+    // ... and until Ctrl-C (SIGINT) when it has none.
+    let mut watching = WorkerGuard(
+        s.mdops(&["status", "--watch"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start status --watch"),
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let interrupted = Command::new("kill")
+        .args(["-INT", &watching.0.id().to_string()])
+        .status()
+        .expect("send SIGINT");
+    assert!(interrupted.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = watching.0.try_wait().expect("poll status --watch") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "status --watch ignored Ctrl-C");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "status --watch ends cleanly on Ctrl-C: {status:?}");
 }
 
 fn ids_of(v: &Value) -> Vec<String> {

@@ -502,7 +502,10 @@ impl SqsQueue {
             .send()
             .await
             .map_err(|e| unavailable("replay: delete from dead-letter queue", e))?;
-        self.journal_mark(id, "done", None).await?;
+        // The move is complete; a journal left at `sent` only makes a re-run delete nothing.
+        if let Err(e) = self.journal_mark(id, "done", None).await {
+            tracing::warn!(dead_letter = id, error = %e, "replayed, but the journal was not marked done");
+        }
         Ok(true)
     }
 
