@@ -81,9 +81,13 @@ async fn rig_with(knobs: Knobs, secrets_manager: bool) -> Rig {
             .send()
             .await
             .expect("create secret in the emulator");
-        CredentialRef::AwsSecret { arn: created.arn().unwrap().to_string() }
+        CredentialRef::AwsSecret {
+            arn: created.arn().unwrap().to_string(),
+        }
     } else {
-        CredentialRef::File { path: secret_file.display().to_string() }
+        CredentialRef::File {
+            path: secret_file.display().to_string(),
+        }
     };
     let tenant = Tenant {
         tenant_id: tenant_id.to_string().parse().unwrap(),
@@ -99,7 +103,9 @@ async fn rig_with(knobs: Knobs, secrets_manager: bool) -> Rig {
     let base = url::Url::parse(&format!("{}/", sim.url())).unwrap();
     let graph = GraphClient::new(GraphConfig::for_base(&base).unwrap()).unwrap();
     let deps = Deps {
-        reach: Arc::new(TenantReach::new(graph, store.clone()).with_secrets(Arc::new(mdops_aws::SecretsManager::new(&sdk)))),
+        reach: Arc::new(
+            TenantReach::new(graph, store.clone()).with_secrets(Arc::new(mdops_aws::SecretsManager::new(&sdk))),
+        ),
         store,
         queue,
         runs: RunSettings {
@@ -288,6 +294,12 @@ async fn a_client_secret_kept_in_secrets_manager_is_read_at_run_time() {
     rig.enrollment.handle(enrolled_event(&rig.tenant_id)).await.unwrap();
     let view = rig.drive(&format!("{}.1", rig.tenant_id), false).await;
     assert_eq!(view.status(), RunStatus::Succeeded, "{:#?}", view.steps);
-    let registered = TenantRegistry::new(rig.deps.store.as_ref()).require(&rig.tenant_id).await.unwrap();
-    assert!(matches!(registered.credential, CredentialRef::AwsSecret { .. }), "only the reference is stored");
+    let registered = TenantRegistry::new(rig.deps.store.as_ref())
+        .require(&rig.tenant_id)
+        .await
+        .unwrap();
+    assert!(
+        matches!(registered.credential, CredentialRef::AwsSecret { .. }),
+        "only the reference is stored"
+    );
 }

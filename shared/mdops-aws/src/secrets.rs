@@ -19,7 +19,9 @@ pub struct SecretsManager {
 impl SecretsManager {
     /// A source over the standard AWS configuration.
     pub fn new(sdk: &SdkConfig) -> Self {
-        SecretsManager { client: aws_sdk_secretsmanager::Client::new(sdk) }
+        SecretsManager {
+            client: aws_sdk_secretsmanager::Client::new(sdk),
+        }
     }
 }
 
@@ -37,7 +39,10 @@ fn client_secret(raw: &str) -> Option<String> {
 #[async_trait]
 impl SecretSource for SecretsManager {
     async fn secret(&self, reference: &str) -> Result<SecretString, SecretError> {
-        let fail = |problem: String| SecretError { reference: reference.to_string(), problem };
+        let fail = |problem: String| SecretError {
+            reference: reference.to_string(),
+            problem,
+        };
         let out = self
             .client
             .get_secret_value()
@@ -45,10 +50,14 @@ impl SecretSource for SecretsManager {
             .send()
             .await
             .map_err(|e| fail(DisplayErrorContext(&e).to_string()))?;
-        let raw = out.secret_string().ok_or_else(|| fail("holds binary data, not a string".into()))?;
-        client_secret(raw)
-            .map(SecretString::from)
-            .ok_or_else(|| fail(format!("is empty, or a JSON object without a string field {JSON_FIELD:?}")))
+        let raw = out
+            .secret_string()
+            .ok_or_else(|| fail("holds binary data, not a string".into()))?;
+        client_secret(raw).map(SecretString::from).ok_or_else(|| {
+            fail(format!(
+                "is empty, or a JSON object without a string field {JSON_FIELD:?}"
+            ))
+        })
     }
 }
 
