@@ -229,6 +229,8 @@ pub trait Queue: Send + Sync {
 
     /// Moves the given dead letters back to their source queue with a fresh receive count, keeping
     /// body and id history. Returns the ids that were moved; ids not (or no longer) there are skipped.
+    /// An interrupted call run again loses and duplicates nothing (SQLite: one transaction; SQS:
+    /// every move journalled in the state table, see `docs/operators.md`).
     async fn replay(&self, queue: QueueName, dead_letter_ids: &[String]) -> Result<Vec<String>, QueueError>;
 
     /// Deletes the given dead letters for good. Returns the ids deleted.
