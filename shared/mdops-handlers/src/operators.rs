@@ -126,7 +126,9 @@ impl DeadLetterFilter {
 /// One dead letter as an operator reads it in a list.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DeadLetterSummary {
+    /// The queue it came from (and goes back to on replay).
     pub queue: QueueName,
+    /// Its id in the dead-letter queue (what `show`, `--ids` and the audit log use).
     pub id: String,
     /// From the failure, else from the body (`tenant_id`, or `detail.tenant_id` of an event).
     pub tenant: Option<String>,
@@ -136,8 +138,11 @@ pub struct DeadLetterSummary {
     pub run_id: Option<String>,
     /// Attempts made before it was dead-lettered.
     pub attempts: u32,
+    /// The earliest failure recorded for it.
     pub first_failure: Option<DateTime<Utc>>,
+    /// The latest failure recorded for it.
     pub last_failure: Option<DateTime<Utc>>,
+    /// When it entered the dead-letter queue.
     pub dead_lettered_at: DateTime<Utc>,
     /// `failed` (a handler gave up) or `max_receives` (the receive limit).
     pub cause: mdops_core::queue::DeadLetterCause,
