@@ -224,6 +224,9 @@ fn critical_path_calls() -> usize {
         .unwrap_or(0)
 }
 
+/// Request times (seconds) seen by one tenant: every request, identity writes, Intune writes.
+type Times = (Vec<f64>, Vec<f64>, Vec<f64>);
+
 fn max_in_window(times: &[f64], window: f64) -> usize {
     let mut best = 0;
     let mut start = 0;
@@ -288,7 +291,7 @@ async fn main() {
     let took = run_all(&many, settings).await;
     let steps = tenants * plan().len();
     let log = many.control.requests(&RequestLogQuery::default()).await.expect("log");
-    let mut per_tenant_times: BTreeMap<String, (Vec<f64>, Vec<f64>, Vec<f64>)> = BTreeMap::new();
+    let mut per_tenant_times: BTreeMap<String, Times> = BTreeMap::new();
     for r in log.iter().filter(|r| r.path.starts_with("/v1.0")) {
         let Some(t) = r.tenant.clone() else { continue };
         let e = per_tenant_times.entry(t).or_default();
