@@ -18,10 +18,10 @@ use std::sync::Arc;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use chrono::{DateTime, Utc};
-use mdops_core::queue::{Failure, QueueName, ReceivedMessage};
+use mdops_core::queue::{QueueName, ReceivedMessage};
 
 use crate::deps::{DEFAULT_LAG_WINDOW, Deps, system_clock};
-use crate::disposition::Disposition;
+use crate::disposition::{Disposition, redeliver_later};
 use crate::reach::TenantReach;
 
 /// Environment variable naming the AWS resource prefix (queues `{prefix}-{queue}`, table `{prefix}-state`).
@@ -163,17 +163,7 @@ async fn settle(queue: QueueName, message: &ReceivedMessage, disposition: Dispos
             }
         },
         Disposition::Redeliver { after, error } => {
-            let failure = Failure {
-                reason: error,
-                tenant: None,
-                step: None,
-                attempts: message.receive_count,
-                at: deps.now(),
-            };
-            if let Err(e) = deps.queue.record_failure(queue, message, &failure).await {
-                tracing::warn!(error = %e, "could not record a message failure");
-            }
-            if let Err(e) = deps.queue.change_visibility(queue, &message.receipt, after).await {
+            if let Err(e) = redeliver_later(queue, message, after, &error, deps).await {
                 tracing::warn!(error = %e, "could not set the redelivery wait; the visibility timeout applies");
             }
             true

@@ -6,12 +6,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use mdops_core::queue::{Failure, QueueName, ReceivedMessage};
+use mdops_core::queue::{QueueName, ReceivedMessage};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::deps::Deps;
-use crate::disposition::Disposition;
+use crate::disposition::{Disposition, redeliver_later};
 use crate::onboarding;
 
 /// Most messages one receive returns (SQS's limit).
@@ -65,20 +65,7 @@ pub async fn apply(queue: QueueName, message: &ReceivedMessage, disposition: Dis
             tracing::warn!(message = %message.id, reason = %failure.reason, "dead-lettering message");
             deps.queue.dead_letter(queue, message, failure).await
         }
-        Disposition::Redeliver { after, error } => {
-            let failure = Failure {
-                reason: error.clone(),
-                tenant: None,
-                step: None,
-                attempts: message.receive_count,
-                at: deps.now(),
-            };
-            let recorded = deps.queue.record_failure(queue, message, &failure).await;
-            if let Err(e) = recorded {
-                tracing::warn!(error = %e, "could not record a message failure");
-            }
-            deps.queue.change_visibility(queue, &message.receipt, *after).await
-        }
+        Disposition::Redeliver { after, error } => redeliver_later(queue, message, *after, error, deps).await,
     };
     if let Err(e) = result {
         // The message comes back after its visibility timeout; nothing is lost.
