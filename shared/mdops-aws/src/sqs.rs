@@ -30,21 +30,12 @@ use aws_sdk_sqs::types::{
 };
 use chrono::{DateTime, Utc};
 use mdops_core::queue::{
-    DeadLetter, DeadLetterCause, Failure, OutgoingMessage, Queue, QueueError, QueueName, QueueSettings, ReceivedMessage,
+    DeadLetter, DeadLetterCause, Failure, MAX_BATCH, MAX_VISIBILITY, MAX_WAIT, OutgoingMessage, Queue, QueueError,
+    QueueName, QueueSettings, ReceivedMessage, validate_outgoing,
 };
 
 use crate::dynamo::sortable_time;
 
-/// Most messages in one send or receive call (SQS).
-pub const MAX_BATCH: usize = 10;
-/// Longest send delay (SQS: 15 minutes).
-pub const MAX_DELAY: Duration = Duration::from_secs(15 * 60);
-/// Longest receive wait (SQS long polling: 20 seconds).
-pub const MAX_WAIT: Duration = Duration::from_secs(20);
-/// Longest visibility timeout (SQS: 12 hours).
-pub const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 60 * 60);
-/// Largest message body (the classic SQS limit; every mdops message is far smaller).
-pub const MAX_BODY_BYTES: usize = 256 * 1024;
 /// Most dead letters one listing, replay or purge looks at. An operator with more than this in one
 /// DLQ has a systemic failure to fix first; the rest are reached after replaying or purging these.
 pub const MAX_PEEK: usize = 1000;
@@ -121,22 +112,6 @@ fn string_attr(v: impl Into<String>) -> Result<MessageAttributeValue, QueueError
         .string_value(v)
         .build()
         .map_err(|e| QueueError::Invalid(format!("message attribute: {e}")))
-}
-
-fn validate_message(m: &OutgoingMessage) -> Result<(), QueueError> {
-    if m.delay > MAX_DELAY {
-        return Err(QueueError::Invalid(format!(
-            "delay {:?} is over the maximum of {MAX_DELAY:?}",
-            m.delay
-        )));
-    }
-    if m.body.len() > MAX_BODY_BYTES {
-        return Err(QueueError::Invalid(format!(
-            "body is {} bytes, over the maximum of {MAX_BODY_BYTES}",
-            m.body.len()
-        )));
-    }
-    Ok(())
 }
 
 /// Is this SQS error about a receipt that no longer holds the message?
@@ -552,7 +527,7 @@ impl SqsQueue {
 #[async_trait]
 impl Queue for SqsQueue {
     async fn send(&self, queue: QueueName, message: OutgoingMessage) -> Result<String, QueueError> {
-        validate_message(&message)?;
+        validate_outgoing(&message)?;
         let out = self
             .sqs
             .send_message()
@@ -583,7 +558,7 @@ impl Queue for SqsQueue {
         let count = messages.len();
         let mut entries = Vec::with_capacity(count);
         for (i, m) in messages.into_iter().enumerate() {
-            validate_message(&m)?;
+            validate_outgoing(&m)?;
             entries.push(
                 SendMessageBatchRequestEntry::builder()
                     .id(i.to_string())

@@ -77,6 +77,35 @@ impl Default for QueueSettings {
     }
 }
 
+/// Most messages in one send or receive (SQS's limit; the embedded queue keeps it so both behave
+/// the same).
+pub const MAX_BATCH: usize = 10;
+/// Longest send delay (SQS: 15 minutes).
+pub const MAX_DELAY: Duration = Duration::from_secs(15 * 60);
+/// Longest receive wait (SQS long polling: 20 seconds).
+pub const MAX_WAIT: Duration = Duration::from_secs(20);
+/// Longest visibility timeout (SQS: 12 hours).
+pub const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 60 * 60);
+/// Largest message body (the classic SQS limit of 256 KiB; every mdops message is far smaller).
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+
+/// Checks a message against the limits every queue keeps, naming the one it breaks.
+pub fn validate_outgoing(m: &OutgoingMessage) -> Result<(), QueueError> {
+    if m.delay > MAX_DELAY {
+        return Err(QueueError::Invalid(format!(
+            "delay {:?} is over the maximum of {MAX_DELAY:?}",
+            m.delay
+        )));
+    }
+    if m.body.len() > MAX_BODY_BYTES {
+        return Err(QueueError::Invalid(format!(
+            "body is {} bytes, over the maximum of {MAX_BODY_BYTES}",
+            m.body.len()
+        )));
+    }
+    Ok(())
+}
+
 /// A message to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutgoingMessage {

@@ -15,7 +15,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use mdops_core::queue::{
-    DeadLetter, DeadLetterCause, Failure, OutgoingMessage, Queue, QueueError, QueueName, QueueSettings, ReceivedMessage,
+    DeadLetter, DeadLetterCause, Failure, MAX_BATCH, MAX_VISIBILITY, MAX_WAIT, OutgoingMessage, Queue, QueueError,
+    QueueName, QueueSettings, ReceivedMessage, validate_outgoing,
 };
 use rusqlite::{OptionalExtension, params};
 use tokio::sync::Notify;
@@ -23,16 +24,6 @@ use tokio::time::Instant;
 
 use crate::db::{Context, DbError, Pool, write_tx};
 
-/// Most messages in one send or receive (the SQS limit, kept so both backends behave the same).
-pub const MAX_BATCH: usize = 10;
-/// Longest send delay (SQS: 15 minutes).
-pub const MAX_DELAY: Duration = Duration::from_secs(15 * 60);
-/// Longest receive wait (SQS long polling: 20 seconds).
-pub const MAX_WAIT: Duration = Duration::from_secs(20);
-/// Longest visibility timeout (SQS: 12 hours).
-pub const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 60 * 60);
-/// Largest message body (the classic SQS limit of 256 KiB; every mdops message is far smaller).
-pub const MAX_BODY_BYTES: usize = 256 * 1024;
 /// First pause of a waiting receive between looks at the table (for other processes' sends).
 const POLL_MIN: Duration = Duration::from_millis(10);
 /// Longest pause between looks: bounds how late a cross-process send or an expired visibility is
@@ -68,22 +59,6 @@ fn index(queue: QueueName) -> usize {
 
 fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
-}
-
-fn validate_message(m: &OutgoingMessage) -> Result<(), QueueError> {
-    if m.delay > MAX_DELAY {
-        return Err(QueueError::Invalid(format!(
-            "delay {:?} is over the maximum of {MAX_DELAY:?}",
-            m.delay
-        )));
-    }
-    if m.body.len() > MAX_BODY_BYTES {
-        return Err(QueueError::Invalid(format!(
-            "body is {} bytes, over the maximum of {MAX_BODY_BYTES}",
-            m.body.len()
-        )));
-    }
-    Ok(())
 }
 
 /// Checks a receive's arguments against the SQS limits (shared with the AWS adapter's rules).
@@ -122,7 +97,7 @@ impl SqliteQueue {
 
     async fn insert(&self, queue: QueueName, messages: Vec<OutgoingMessage>) -> Result<Vec<String>, QueueError> {
         for m in &messages {
-            validate_message(m)?;
+            validate_outgoing(m)?;
         }
         let ids = self
             .pool
