@@ -9,6 +9,11 @@
 //! - [`tenant`]: the tenant registry: tenant ids, domains, credential references, settings.
 //! - [`onboarding`]: the onboarding DAG ([`onboarding::plan`]), its step message, and the run
 //!   repository whose conditional transitions make the run resumable ([`onboarding::runs`]).
+//! - [`licences`]: the licence queue's message (one user's change in one tenant).
+//! - [`access`]: temporary engineer access: settings, the two-key rules and states, the request
+//!   repository whose decisions write their side effects to an outbox in the same transaction.
+//! - [`permissions`]: the application permissions each phase needs, by name.
+//! - [`secrets`]: the secret-store port (`aws-secret:ARN` credential references).
 //! - [`message`]: versioned, validated decoding of queue messages; [`outcome`]: what a handler returns.
 //! - [`contract`] (feature `contract`): the one generic test suite both adapters must pass.
 //!

@@ -7,12 +7,15 @@
 //!
 //! Layout:
 //! - [`deps`]: the ports a handler gets (store, queue, Graph per tenant, clock).
+//! - [`access`]: temporary access: the service behind the API (request, approve, deny, cancel,
+//!   revoke), the side-effect handler (mail, guest elevation and removal), the expiry pass.
 //! - [`reach`]: from a tenant id to a ready `TenantGraph`: registry lookup, credential resolution
 //!   (by reference: env var, file, certificate, ...), registration with the shared Graph client.
 //! - [`disposition`]: what to do with a message, and how a Graph error becomes a step outcome.
 //! - [`licences`]: the licence-change handler (one user per message) and the fan-out behind
 //!   `mdops licences assign`.
-//! - `lambda` (feature `lambda`): the SQS-batch glue the Lambda functions share.
+//! - `lambda` (feature `lambda`): what the Lambda functions share: SQS-batch glue (partial batch
+//!   failures), ports from the environment, logging.
 //! - [`onboarding`]: enrollment and the onboarding-step handler; one file per step in
 //!   [`onboarding::steps`].
 //! - [`operators`]: dead letters for operators: filter, show, replay (paced, audited), purge.
