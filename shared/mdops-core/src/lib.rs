@@ -7,7 +7,7 @@
 //!   transactions, collections and a due-time index, and the append-only audit log. Implemented by
 //!   `mdops-local` (SQLite) and `mdops-aws` (DynamoDB).
 //! - [`tenant`]: the tenant registry: tenant ids, domains, credential references, settings.
-//! - [`onboarding`]: the onboarding DAG ([`onboarding::plan`]), its step message, and the run
+//! - [`onboarding`]: the onboarding DAG ([`onboarding::plan()`]), its step message, and the run
 //!   repository whose conditional transitions make the run resumable ([`onboarding::runs`]).
 //! - [`licences`]: the licence queue's message (one user's change in one tenant).
 //! - [`access`]: temporary engineer access: settings, the two-key rules and states, the request
@@ -15,7 +15,7 @@
 //! - [`permissions`]: the application permissions each phase needs, by name.
 //! - [`secrets`]: the secret-store port (`aws-secret:ARN` credential references).
 //! - [`message`]: versioned, validated decoding of queue messages; [`outcome`]: what a handler returns.
-//! - [`contract`] (feature `contract`): the one generic test suite both adapters must pass.
+//! - `contract` (feature `contract`): the one generic test suite both adapters must pass.
 //!
 //! Handlers take a typed message and these ports and return an outcome; they never know whether
 //! they run in the embedded worker or in a Lambda function.
