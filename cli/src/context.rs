@@ -13,7 +13,7 @@ use mdops_core::secrets::SecretSource;
 use mdops_core::store::Store;
 use mdops_graph::{GraphClient, GraphConfig};
 use mdops_handlers::Deps;
-use mdops_handlers::deps::{DEFAULT_LAG_WINDOW, system_clock};
+use mdops_handlers::deps::DEFAULT_LAG_WINDOW;
 use mdops_handlers::reach::TenantReach;
 use mdops_local::SqliteBackend;
 use url::Url;
@@ -144,18 +144,11 @@ impl Context {
     /// A context over an already open backend and client, with default timing.
     pub fn with(ports: Ports, graph: GraphClient) -> Context {
         let Ports { store, queue, secrets } = ports;
-        let mut reach = TenantReach::new(graph, store.clone());
+        let mut deps = Deps::new(store, queue, graph);
         if let Some(secrets) = secrets {
-            reach = reach.with_secrets(secrets);
+            let reach = TenantReach::new(deps.reach.graph().clone(), deps.store.clone()).with_secrets(secrets);
+            deps.reach = Arc::new(reach);
         }
-        let deps = Deps {
-            reach: Arc::new(reach),
-            store,
-            queue,
-            runs: RunSettings::default(),
-            clock: system_clock(),
-            lag_window: DEFAULT_LAG_WINDOW,
-        };
         Context { deps }
     }
 }

@@ -6,21 +6,13 @@ use mdops_access_api::{ApiState, AuthSettings, JwtValidator};
 use mdops_graph::{GraphClient, GraphConfig};
 use mdops_handlers::Deps;
 use mdops_handlers::access::AccessService;
-use mdops_handlers::reach::TenantReach;
 use tower::ServiceExt;
 
 fn state(dir: &std::path::Path) -> ApiState {
     let backend = mdops_local::SqliteBackend::open(dir.join("mdops.db")).unwrap();
     let store: Arc<dyn mdops_core::store::Store> = Arc::new(backend.store().clone());
     let graph = GraphClient::new(GraphConfig::default()).unwrap();
-    let deps = Deps {
-        reach: Arc::new(TenantReach::new(graph, store.clone())),
-        store,
-        queue: Arc::new(backend.queue().clone()),
-        runs: Default::default(),
-        clock: mdops_handlers::deps::system_clock(),
-        lag_window: mdops_handlers::deps::DEFAULT_LAG_WINDOW,
-    };
+    let deps = Deps::new(store, Arc::new(backend.queue().clone()), graph);
     // An allow-listed tenant whose JWKS is never fetched: the sample token is refused before that.
     let auth = AuthSettings::entra("72f988bf-86f1-41af-91ab-2d7cd011db47", "api://mdops-access");
     ApiState {

@@ -9,7 +9,6 @@ use mdops_core::queue::{Queue, QueueName};
 use mdops_core::tenant::TenantSettings;
 use mdops_graph::{GraphClient, GraphConfig};
 use mdops_handlers::Deps;
-use mdops_handlers::reach::TenantReach;
 
 #[tokio::test]
 async fn the_schedule_event_runs_the_timer_pass() {
@@ -17,17 +16,11 @@ async fn the_schedule_event_runs_the_timer_pass() {
     let backend = mdops_local::SqliteBackend::open(dir.path().join("mdops.db")).unwrap();
     let store: Arc<dyn mdops_core::store::Store> = Arc::new(backend.store().clone());
     let queue: Arc<dyn Queue> = Arc::new(backend.queue().clone());
-    let deps = Deps {
-        reach: Arc::new(TenantReach::new(
-            GraphClient::new(GraphConfig::default()).unwrap(),
-            store.clone(),
-        )),
-        store: store.clone(),
-        queue: queue.clone(),
-        runs: Default::default(),
-        clock: mdops_handlers::deps::system_clock(),
-        lag_window: mdops_handlers::deps::DEFAULT_LAG_WINDOW,
-    };
+    let deps = Deps::new(
+        store.clone(),
+        queue.clone(),
+        GraphClient::new(GraphConfig::default()).unwrap(),
+    );
     let alice = Caller {
         upn: "alice@provider.example".into(),
         oid: "o".into(),
@@ -91,17 +84,7 @@ async fn an_access_queue_batch_goes_through_the_handler() {
     let backend = mdops_local::SqliteBackend::open(dir.path().join("mdops.db")).unwrap();
     let store: Arc<dyn mdops_core::store::Store> = Arc::new(backend.store().clone());
     let queue: Arc<dyn Queue> = Arc::new(backend.queue().clone());
-    let deps = Deps {
-        reach: Arc::new(TenantReach::new(
-            GraphClient::new(GraphConfig::default()).unwrap(),
-            store.clone(),
-        )),
-        store,
-        queue: queue.clone(),
-        runs: Default::default(),
-        clock: mdops_handlers::deps::system_clock(),
-        lag_window: mdops_handlers::deps::DEFAULT_LAG_WINDOW,
-    };
+    let deps = Deps::new(store, queue.clone(), GraphClient::new(GraphConfig::default()).unwrap());
     // The sample record's body names a request that does not exist: a permanent failure.
     let text = std::fs::read_to_string(format!(
         "{}/../../events/access-work-sqs.json",

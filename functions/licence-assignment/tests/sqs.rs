@@ -17,9 +17,8 @@ use mdops_core::store::Store;
 use mdops_core::tenant::{CredentialRef, Tenant, TenantId, TenantRegistry, TenantSettings};
 use mdops_graph::{GraphClient, GraphConfig};
 use mdops_handlers::Disposition;
-use mdops_handlers::deps::{Deps, system_clock};
+use mdops_handlers::deps::Deps;
 use mdops_handlers::licences::{LicenceSettings, Target, audit_subject, fan_out};
-use mdops_handlers::reach::TenantReach;
 use secrecy::SecretString;
 use serde_json::Value;
 use tenant_sim::faults::{FaultAction, FaultSpec};
@@ -132,12 +131,8 @@ impl AwsRig {
         config.retry.max_attempts = retries;
         let graph = GraphClient::new(config).unwrap();
         let deps = Deps {
-            reach: Arc::new(TenantReach::new(graph, store.clone())),
-            store,
-            queue: Arc::new(backend.queue().clone()),
-            runs: Default::default(),
-            clock: system_clock(),
             lag_window: Duration::from_secs(2),
+            ..Deps::new(store, Arc::new(backend.queue().clone()), graph)
         };
         AwsRig {
             _sim: sim,

@@ -12,14 +12,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mdops_core::onboarding::runs::{RunSettings, RunStatus, Runs};
+use mdops_core::onboarding::runs::{RunStatus, Runs};
 use mdops_core::onboarding::{StepKind, plan};
 use mdops_core::queue::{Queue, QueueName};
 use mdops_core::store::Store;
 use mdops_core::tenant::{CredentialRef, Tenant, TenantRegistry, TenantSettings};
 use mdops_graph::{GraphClient, GraphConfig};
 use mdops_handlers::Deps;
-use mdops_handlers::reach::TenantReach;
 use mdops_handlers::worker::{Worker, WorkerSettings};
 use mdops_local::SqliteBackend;
 use secrecy::SecretString;
@@ -58,7 +57,7 @@ struct Setup {
     _dir: tempfile::TempDir,
 }
 
-async fn setup(count: usize, latency_ms: u64, per_tenant: usize) -> Setup {
+async fn setup(count: usize, latency_ms: u64) -> Setup {
     let client_id = uuid::Uuid::new_v4();
     let secret = "bench-secret";
     let ids: Vec<uuid::Uuid> = (0..count).map(|_| uuid::Uuid::new_v4()).collect();
@@ -106,15 +105,7 @@ async fn setup(count: usize, latency_ms: u64, per_tenant: usize) -> Setup {
     }
     let base = url::Url::parse(&format!("{}/", sim.url())).unwrap();
     let graph = GraphClient::new(GraphConfig::for_base(&base).unwrap()).unwrap();
-    let deps = Deps {
-        reach: Arc::new(TenantReach::new(graph, store.clone())),
-        store,
-        queue,
-        runs: RunSettings::default(),
-        clock: mdops_handlers::deps::system_clock(),
-        lag_window: mdops_handlers::deps::DEFAULT_LAG_WINDOW,
-    };
-    let _ = per_tenant;
+    let deps = Deps::new(store, queue, graph);
     Setup {
         control: SimClient::new(sim.url()),
         deps,
@@ -261,7 +252,7 @@ async fn main() {
     );
 
     // 1. One tenant.
-    let one = setup(1, latency, per_tenant).await;
+    let one = setup(1, latency).await;
     let took = run_all(&one, settings).await;
     let log = one.control.requests(&RequestLogQuery::default()).await.expect("log");
     let graph_calls = log.iter().filter(|r| r.path.starts_with("/v1.0")).count();
@@ -287,7 +278,7 @@ async fn main() {
 
     // 2. Many tenants at once.
     let rss_before = peak_rss_mib();
-    let many = setup(tenants, latency, per_tenant).await;
+    let many = setup(tenants, latency).await;
     let took = run_all(&many, settings).await;
     let steps = tenants * plan().len();
     let log = many.control.requests(&RequestLogQuery::default()).await.expect("log");

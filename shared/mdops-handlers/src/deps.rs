@@ -8,6 +8,8 @@ use mdops_core::onboarding::runs::RunSettings;
 use mdops_core::queue::Queue;
 use mdops_core::store::Store;
 
+use mdops_graph::GraphClient;
+
 use crate::reach::TenantReach;
 
 /// The time source; tests replace it to move time without sleeping.
@@ -36,6 +38,20 @@ pub struct Deps {
 pub const DEFAULT_LAG_WINDOW: Duration = Duration::from_secs(30);
 
 impl Deps {
+    /// The ports over `store` and `queue`, reaching tenants through `graph` (registry in `store`),
+    /// with the default run timing, the system clock and the default lag window. Adjust a field
+    /// with struct update syntax: `Deps { lag_window, ..Deps::new(store, queue, graph) }`.
+    pub fn new(store: Arc<dyn Store>, queue: Arc<dyn Queue>, graph: GraphClient) -> Deps {
+        Deps {
+            reach: Arc::new(TenantReach::new(graph, store.clone())),
+            store,
+            queue,
+            runs: RunSettings::default(),
+            clock: system_clock(),
+            lag_window: DEFAULT_LAG_WINDOW,
+        }
+    }
+
     /// Now, by the handlers' clock.
     pub fn now(&self) -> DateTime<Utc> {
         (self.clock)()

@@ -62,10 +62,9 @@ pub async fn deps_from_env() -> Result<Deps, StartupError> {
     };
     let graph = mdops_graph::GraphClient::new(config)?;
     let store: Arc<dyn mdops_core::store::Store> = Arc::new(backend.store().clone());
+    let reach = TenantReach::new(graph, store.clone()).with_secrets(Arc::new(mdops_aws::SecretsManager::new(&sdk)));
     Ok(Deps {
-        reach: Arc::new(
-            TenantReach::new(graph, store.clone()).with_secrets(Arc::new(mdops_aws::SecretsManager::new(&sdk))),
-        ),
+        reach: Arc::new(reach),
         store,
         queue: Arc::new(backend.queue().clone()),
         runs: Default::default(),

@@ -16,7 +16,6 @@ use mdops_core::tenant::{CredentialRef, Tenant, TenantRegistry, TenantSettings};
 use mdops_graph::{GraphClient, GraphConfig};
 use mdops_handlers::Deps;
 use mdops_handlers::access::AccessService;
-use mdops_handlers::reach::TenantReach;
 use secrecy::SecretString;
 use serde_json::Value;
 use tenant_sim::control::types::UserTokenRequest;
@@ -183,12 +182,9 @@ impl Rig {
         let base = url::Url::parse(&format!("{}/", sim.url())).unwrap();
         let graph = GraphClient::new(GraphConfig::for_base(&base).unwrap()).unwrap();
         let deps = Deps {
-            reach: Arc::new(TenantReach::new(graph, store.clone())),
-            store,
-            queue,
-            runs: Default::default(),
             clock: Arc::new(move || c.now()),
             lag_window: Duration::from_secs(2),
+            ..Deps::new(store, queue, graph)
         };
         let validator = Arc::new(JwtValidator::new(Self::auth_settings(&base, &provider_id.to_string())).unwrap());
         let state = ApiState {

@@ -11,7 +11,6 @@ use mdops_core::store::Store;
 use mdops_core::tenant::{CredentialRef, Tenant, TenantRegistry, TenantSettings};
 use mdops_graph::{GraphClient, GraphConfig};
 use mdops_handlers::Deps;
-use mdops_handlers::reach::TenantReach;
 use mdops_handlers::worker::{Worker, WorkerSettings};
 use mdops_local::SqliteBackend;
 use secrecy::SecretString;
@@ -105,12 +104,9 @@ impl Rig {
         let base = url::Url::parse(&format!("{}/", sim.url())).unwrap();
         let graph = GraphClient::new(GraphConfig::for_base(&base).unwrap()).unwrap();
         let deps = Deps {
-            reach: Arc::new(TenantReach::new(graph, store.clone())),
-            store,
-            queue,
             runs: test_run_settings(),
-            clock: mdops_handlers::deps::system_clock(),
             lag_window: Duration::from_secs(2),
+            ..Deps::new(store, queue, graph)
         };
         Rig {
             sim,
