@@ -8,10 +8,9 @@ use mdops_core::onboarding::runs::{RunSettings, RunStatus, Runs};
 use mdops_core::queue::{Queue, QueueName};
 use mdops_local::SqliteBackend;
 use rand::Rng;
-use secrecy::SecretString;
 use tenant_sim::SimClient;
 use tenant_sim::knobs::Knobs;
-use tenant_sim::seeds::{AppSeed, PRODUCT_PERMISSIONS, TenantSeed};
+use tenant_sim::seeds::consented_tenant;
 
 const MDOPS: &str = env!("CARGO_BIN_EXE_mdops");
 /// Kill-and-restart rounds before the last worker is left to finish.
@@ -64,20 +63,12 @@ async fn a_worker_killed_at_random_points_loses_and_doubles_nothing() {
     let tenant_id = uuid::Uuid::new_v4();
     let client_id = uuid::Uuid::new_v4();
     let secret = format!("kill-test-{}", uuid::Uuid::new_v4());
-    let mut seed = TenantSeed::new("northwind");
-    seed.id = Some(tenant_id);
+    let mut seed = consented_tenant("northwind", tenant_id, client_id, &secret);
     seed.knobs = Knobs {
         latency_ms: 40,
         replication_lag_ms: 300,
         ..Knobs::default()
     };
-    seed.apps.push(AppSeed {
-        client_id,
-        display_name: None,
-        secret: Some(SecretString::from(secret.clone())),
-        certificates: Vec::new(),
-        permissions: PRODUCT_PERMISSIONS.iter().map(|p| p.to_string()).collect(),
-    });
     let sim = tenant_sim::start("127.0.0.1:0", vec![seed]).await.unwrap();
     let control = SimClient::new(sim.url());
     let before = control.counts(&tenant_id.to_string()).await.unwrap();

@@ -18,10 +18,9 @@ use mdops_graph::{GraphClient, GraphConfig};
 use mdops_handlers::Deps;
 use mdops_handlers::reach::TenantReach;
 use onboarding_step::Function;
-use secrecy::SecretString;
 use tenant_sim::SimClient;
 use tenant_sim::knobs::Knobs;
-use tenant_sim::seeds::{AppSeed, PRODUCT_PERMISSIONS, TenantSeed};
+use tenant_sim::seeds::consented_tenant;
 
 /// Longest a run may take on the emulator (moto answers SQS calls in milliseconds, not micro).
 const RUN_WITHIN: Duration = Duration::from_secs(120);
@@ -47,16 +46,8 @@ async fn rig_with(knobs: Knobs, secrets_manager: bool) -> Rig {
     let tenant_id = uuid::Uuid::new_v4();
     let client_id = uuid::Uuid::new_v4();
     let secret = format!("aws-test-{}", uuid::Uuid::new_v4());
-    let mut seed = TenantSeed::new("adatum");
-    seed.id = Some(tenant_id);
+    let mut seed = consented_tenant("adatum", tenant_id, client_id, &secret);
     seed.knobs = knobs;
-    seed.apps.push(AppSeed {
-        client_id,
-        display_name: None,
-        secret: Some(SecretString::from(secret.clone())),
-        certificates: Vec::new(),
-        permissions: PRODUCT_PERMISSIONS.iter().map(|p| p.to_string()).collect(),
-    });
     let sim = tenant_sim::start("127.0.0.1:0", vec![seed]).await.unwrap();
 
     let sdk = sdk_config().await;

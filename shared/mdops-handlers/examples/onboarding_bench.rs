@@ -21,10 +21,9 @@ use mdops_graph::{GraphClient, GraphConfig};
 use mdops_handlers::Deps;
 use mdops_handlers::worker::{Worker, WorkerSettings};
 use mdops_local::SqliteBackend;
-use secrecy::SecretString;
 use tenant_sim::SimClient;
 use tenant_sim::knobs::Knobs;
-use tenant_sim::seeds::{AppSeed, PRODUCT_PERMISSIONS, TenantSeed};
+use tenant_sim::seeds::consented_tenant;
 use tenant_sim::store::{RequestLogEntry, RequestLogQuery};
 
 /// Longest the bench waits for all runs.
@@ -65,19 +64,11 @@ async fn setup(count: usize, latency_ms: u64) -> Setup {
         .iter()
         .enumerate()
         .map(|(i, id)| {
-            let mut seed = TenantSeed::new(format!("bench{i}"));
-            seed.id = Some(*id);
+            let mut seed = consented_tenant(&format!("bench{i}"), *id, client_id, secret);
             seed.knobs = Knobs {
                 latency_ms,
                 ..Knobs::default()
             };
-            seed.apps.push(AppSeed {
-                client_id,
-                display_name: None,
-                secret: Some(SecretString::from(secret)),
-                certificates: Vec::new(),
-                permissions: PRODUCT_PERMISSIONS.iter().map(|p| p.to_string()).collect(),
-            });
             seed
         })
         .collect();

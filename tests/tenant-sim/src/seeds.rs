@@ -238,6 +238,21 @@ pub const PRODUCT_PERMISSIONS: &[&str] = &[
     "Mail.Send",
 ];
 
+/// A tenant named `name` with id `tenant_id` and one app (`client_id`, client secret `secret`)
+/// consented to every permission mdops needs: the usual start of a test or a rehearsal.
+pub fn consented_tenant(name: &str, tenant_id: Uuid, client_id: Uuid, secret: &str) -> TenantSeed {
+    let mut seed = TenantSeed::new(name);
+    seed.id = Some(tenant_id);
+    seed.apps.push(AppSeed {
+        client_id,
+        display_name: None,
+        secret: Some(SecretString::from(secret.to_string())),
+        certificates: Vec::new(),
+        permissions: PRODUCT_PERMISSIONS.iter().map(|p| p.to_string()).collect(),
+    });
+    seed
+}
+
 /// The demo seed for the quickstart: one consented tenant "contoso" with a known client id and
 /// secret, every permission the product needs, a few users, E5 licences, detected apps and devices.
 pub fn demo() -> Vec<TenantSeed> {

@@ -13,8 +13,7 @@ use mdops_graph::{GraphClient, GraphConfig};
 use mdops_handlers::Deps;
 use mdops_handlers::worker::{Worker, WorkerSettings};
 use mdops_local::SqliteBackend;
-use secrecy::SecretString;
-use tenant_sim::seeds::{AppSeed, PRODUCT_PERMISSIONS, TenantSeed};
+use tenant_sim::seeds::{TenantSeed, consented_tenant};
 use tenant_sim::store::{RequestLogEntry, RequestLogQuery};
 use tenant_sim::{RunningSim, SimClient};
 
@@ -62,15 +61,7 @@ impl Rig {
         let tenant_id = uuid::Uuid::new_v4();
         let client_id = uuid::Uuid::new_v4();
         let secret = format!("test-secret-{}", uuid::Uuid::new_v4());
-        let mut seed = TenantSeed::new("fabrikam");
-        seed.id = Some(tenant_id);
-        seed.apps.push(AppSeed {
-            client_id,
-            display_name: Some("mdops".into()),
-            secret: Some(SecretString::from(secret.clone())),
-            certificates: Vec::new(),
-            permissions: PRODUCT_PERMISSIONS.iter().map(|p| p.to_string()).collect(),
-        });
+        let mut seed = consented_tenant("fabrikam", tenant_id, client_id, &secret);
         customise(&mut seed);
         let sim = tenant_sim::start("127.0.0.1:0", vec![seed])
             .await
