@@ -157,8 +157,14 @@ async fn tenants_lifecycle(backend: Vec<String>, env: Vec<(&'static str, String)
 
     let consent = cli.ok(&["tenants", "consent-url", "--tenant-id", &consented.to_string()]);
     let url = consent.lines().next().unwrap_or_default();
-    assert!(url.contains(&format!("{consented}/adminconsent")) && url.contains(&format!("client_id={client}")), "{consent}");
-    assert!(consent.contains("DeviceManagementServiceConfig.ReadWrite.All") && consent.contains("Mail.Send"), "{consent}");
+    assert!(
+        url.contains(&format!("{consented}/adminconsent")) && url.contains(&format!("client_id={client}")),
+        "{consent}"
+    );
+    assert!(
+        consent.contains("DeviceManagementServiceConfig.ReadWrite.All") && consent.contains("Mail.Send"),
+        "{consent}"
+    );
 
     let check = cli.ok(&["tenants", "check", "--tenant-id", &consented.to_string()]);
     assert!(check.contains("is ready"), "{check}");
