@@ -41,24 +41,11 @@ struct AwsRig {
 }
 
 fn user(upn: &str, location: Option<&str>) -> UserSeed {
-    UserSeed {
-        user_principal_name: upn.into(),
-        display_name: None,
-        id: None,
-        usage_location: location.map(str::to_string),
-        user_type: None,
-        account_enabled: None,
-        directory_roles: Vec::new(),
-    }
+    UserSeed::member(upn, location)
 }
 
 fn sku(part: &str, enabled: u32) -> SkuSeed {
-    SkuSeed {
-        sku_part_number: part.into(),
-        sku_id: None,
-        enabled,
-        service_plans: Vec::new(),
-    }
+    SkuSeed::new(part, enabled)
 }
 
 fn upn(name: &str) -> String {

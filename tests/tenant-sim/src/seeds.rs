@@ -238,6 +238,33 @@ pub const PRODUCT_PERMISSIONS: &[&str] = &[
     "Mail.Send",
 ];
 
+impl UserSeed {
+    /// A member user with this UPN (a bare name gets the tenant's initial domain) and usage location.
+    pub fn member(upn: &str, usage_location: Option<&str>) -> Self {
+        UserSeed {
+            user_principal_name: upn.into(),
+            display_name: None,
+            id: None,
+            usage_location: usage_location.map(str::to_string),
+            user_type: None,
+            account_enabled: None,
+            directory_roles: Vec::new(),
+        }
+    }
+}
+
+impl SkuSeed {
+    /// A subscribed SKU by part number with `enabled` prepaid units and no service plans.
+    pub fn new(part_number: &str, enabled: u32) -> Self {
+        SkuSeed {
+            sku_part_number: part_number.into(),
+            sku_id: None,
+            enabled,
+            service_plans: Vec::new(),
+        }
+    }
+}
+
 /// A tenant named `name` with id `tenant_id` and one app (`client_id`, client secret `secret`)
 /// consented to every permission mdops needs: the usual start of a test or a rehearsal.
 pub fn consented_tenant(name: &str, tenant_id: Uuid, client_id: Uuid, secret: &str) -> TenantSeed {
