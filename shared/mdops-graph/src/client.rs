@@ -446,6 +446,7 @@ impl TenantGraph {
         let kind = RequestKind::of(&call.method, call.path);
         let started = Instant::now();
         let mut attempt = 0u32;
+        let mut refreshed = false;
         loop {
             attempt += 1;
             inner.limiter.acquire(&self.tenant, kind).await?;
@@ -481,6 +482,16 @@ impl TenantGraph {
                 .await;
             let failure = match outcome {
                 Ok(Attempt::Done(resp)) => return Ok(resp),
+                // A token Graph refuses (revoked, or signed before a key rollover) stays in the
+                // credential's cache until it nears expiry: fetch a new one, once per call.
+                Ok(Attempt::Failed(error)) if error.status == 401 && !refreshed => {
+                    refreshed = true;
+                    span.in_scope(|| {
+                        tracing::info!("Graph refused the token (401); fetching a new one and trying again")
+                    });
+                    cred.refresh()?;
+                    continue;
+                }
                 Ok(Attempt::Failed(error)) => {
                     let backoff = policy.backoff(attempt);
                     let lag_window_passed = error.status == 404 && started.elapsed() >= policy.lag_window;

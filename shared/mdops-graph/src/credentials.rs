@@ -186,12 +186,15 @@ fn find_aadsts(text: &str) -> Option<String> {
     (!digits.is_empty()).then(|| format!("AADSTS{digits}"))
 }
 
-/// One tenant's credential, built once.
+/// One tenant's credential, built once and rebuilt (with an empty token cache) when Graph
+/// refuses its token with 401.
 pub(crate) struct TenantCredential {
     pub(crate) kind: &'static str,
-    credential: Arc<dyn TokenCredential>,
-    /// Kept only to scrub it from error text.
-    secret: Option<SecretString>,
+    tenant: String,
+    source: CredentialSource,
+    config: GraphConfig,
+    transport: Arc<IdentityTransport>,
+    credential: std::sync::RwLock<Arc<dyn TokenCredential>>,
 }
 
 impl TenantCredential {
@@ -202,80 +205,41 @@ impl TenantCredential {
         config: &GraphConfig,
         transport: Arc<IdentityTransport>,
     ) -> Result<TenantCredential> {
-        let kind = source.kind();
-        let client_options = client_options(config, transport)?;
-        let config_err = |e: azure_core::Error| GraphError::Config {
-            field: "credential",
-            problem: format!("tenant {tenant} ({kind}): {}", first_line(&e.to_string())),
-        };
-        let (credential, secret): (Arc<dyn TokenCredential>, Option<SecretString>) = match source {
-            CredentialSource::ClientSecret { client_id, secret } => {
-                let cred = ClientSecretCredential::new(
-                    tenant,
-                    client_id,
-                    Secret::new(secret.expose_secret().to_string()),
-                    Some(ClientSecretCredentialOptions { client_options }),
-                )
-                .map_err(config_err)?;
-                (cred, Some(secret))
-            }
-            CredentialSource::ClientCertificate {
-                client_id,
-                certificate,
-                password,
-            } => {
-                let pkcs12 = match certificate {
-                    CertificateSource::Pkcs12(bytes) => bytes.expose_secret().clone(),
-                    CertificateSource::PemFile(path) => pem_file_to_pkcs12(&path, password.as_ref())?,
-                };
-                let options = ClientCertificateCredentialOptions {
-                    client_options,
-                    password: password.as_ref().map(|p| Secret::new(p.expose_secret().to_string())),
-                };
-                let cred = ClientCertificateCredential::new(
-                    tenant.to_string(),
-                    client_id,
-                    SecretBytes::new(pkcs12),
-                    Some(options),
-                )
-                .map_err(config_err)?;
-                (cred, password)
-            }
-            CredentialSource::WorkloadIdentity { client_id, token_file } => {
-                let mut options = WorkloadIdentityCredentialOptions {
-                    client_id: Some(client_id),
-                    tenant_id: Some(tenant.to_string()),
-                    token_file_path: Some(token_file),
-                    ..Default::default()
-                };
-                options.credential_options.client_options = client_options;
-                (
-                    WorkloadIdentityCredential::new(Some(options)).map_err(config_err)?,
-                    None,
-                )
-            }
-            CredentialSource::ManagedIdentity { client_id } => {
-                let options = ManagedIdentityCredentialOptions {
-                    user_assigned_id: client_id.map(UserAssignedId::ClientId),
-                    client_options,
-                };
-                (ManagedIdentityCredential::new(Some(options)).map_err(config_err)?, None)
-            }
-        };
+        let credential = make_credential(tenant, &source, config, transport.clone())?;
         Ok(TenantCredential {
-            kind,
-            credential,
-            secret,
+            kind: source.kind(),
+            tenant: tenant.to_string(),
+            source,
+            config: config.clone(),
+            transport,
+            credential: std::sync::RwLock::new(credential),
         })
+    }
+
+    /// Drops the cached token: the next [`Self::token`] asks the identity platform again. For a
+    /// token Graph refused with 401 (revoked, or signed with a key rolled over), which the
+    /// credential's cache would otherwise keep serving until it nears expiry.
+    pub(crate) fn refresh(&self) -> Result<()> {
+        let fresh = make_credential(&self.tenant, &self.source, &self.config, self.transport.clone())?;
+        *self.credential.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+        Ok(())
+    }
+
+    fn secret(&self) -> Option<&str> {
+        match &self.source {
+            CredentialSource::ClientSecret { secret, .. } => Some(secret.expose_secret()),
+            CredentialSource::ClientCertificate { password, .. } => password.as_ref().map(|p| p.expose_secret()),
+            _ => None,
+        }
     }
 
     /// A bearer token for `scope`, from the credential's cache or freshly requested.
     pub(crate) async fn token(&self, tenant: &str, scope: &str) -> std::result::Result<SecretString, TokenError> {
-        match self.credential.get_token(&[scope], None).await {
+        let credential = self.credential.read().unwrap_or_else(|p| p.into_inner()).clone();
+        match credential.get_token(&[scope], None).await {
             Ok(token) => Ok(SecretString::from(token.token.secret().to_string())),
             Err(e) => {
-                let err =
-                    TokenError::from_azure(tenant, self.kind, &e, self.secret.as_ref().map(|s| s.expose_secret()));
+                let err = TokenError::from_azure(tenant, self.kind, &e, self.secret());
                 tracing::warn!(
                     tenant,
                     credential = self.kind,
@@ -288,6 +252,69 @@ impl TenantCredential {
             }
         }
     }
+}
+
+/// The `azure_identity` credential for a source.
+fn make_credential(
+    tenant: &str,
+    source: &CredentialSource,
+    config: &GraphConfig,
+    transport: Arc<IdentityTransport>,
+) -> Result<Arc<dyn TokenCredential>> {
+    let kind = source.kind();
+    let client_options = client_options(config, transport)?;
+    let config_err = |e: azure_core::Error| GraphError::Config {
+        field: "credential",
+        problem: format!("tenant {tenant} ({kind}): {}", first_line(&e.to_string())),
+    };
+    Ok(match source {
+        CredentialSource::ClientSecret { client_id, secret } => ClientSecretCredential::new(
+            tenant,
+            client_id.clone(),
+            Secret::new(secret.expose_secret().to_string()),
+            Some(ClientSecretCredentialOptions { client_options }),
+        )
+        .map_err(config_err)?,
+        CredentialSource::ClientCertificate {
+            client_id,
+            certificate,
+            password,
+        } => {
+            let pkcs12 = match certificate {
+                CertificateSource::Pkcs12(bytes) => bytes.expose_secret().clone(),
+                // Read again on every rebuild: a rotated certificate file is picked up.
+                CertificateSource::PemFile(path) => pem_file_to_pkcs12(path, password.as_ref())?,
+            };
+            let options = ClientCertificateCredentialOptions {
+                client_options,
+                password: password.as_ref().map(|p| Secret::new(p.expose_secret().to_string())),
+            };
+            ClientCertificateCredential::new(
+                tenant.to_string(),
+                client_id.clone(),
+                SecretBytes::new(pkcs12),
+                Some(options),
+            )
+            .map_err(config_err)?
+        }
+        CredentialSource::WorkloadIdentity { client_id, token_file } => {
+            let mut options = WorkloadIdentityCredentialOptions {
+                client_id: Some(client_id.clone()),
+                tenant_id: Some(tenant.to_string()),
+                token_file_path: Some(token_file.clone()),
+                ..Default::default()
+            };
+            options.credential_options.client_options = client_options;
+            WorkloadIdentityCredential::new(Some(options)).map_err(config_err)?
+        }
+        CredentialSource::ManagedIdentity { client_id } => {
+            let options = ManagedIdentityCredentialOptions {
+                user_assigned_id: client_id.clone().map(UserAssignedId::ClientId),
+                client_options,
+            };
+            ManagedIdentityCredential::new(Some(options)).map_err(config_err)?
+        }
+    })
 }
 
 fn first_line(s: &str) -> String {

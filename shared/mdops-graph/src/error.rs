@@ -446,14 +446,24 @@ pub fn classify_status(status: u16, retry_after: Option<Duration>, lag_window_pa
 /// Longest `Retry-After` we accept as given; a larger one is clamped (a day is never meant).
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
-/// Parses a `Retry-After` value in seconds, integer (`"3"`) or decimal (`"0.5"`), as Graph sends it.
-/// Returns `None` for anything else (negative, not a number, an HTTP date: Graph does not send dates).
+/// Parses a `Retry-After` value: seconds, integer (`"3"`) or decimal (`"0.5"`, as Graph sends
+/// it), or an HTTP date (RFC 9110 section 10.2.3 allows both; a date in the past means now).
+/// Returns `None` for anything else.
 pub fn parse_retry_after(value: &str) -> Option<Duration> {
-    let secs: f64 = value.trim().parse().ok()?;
-    if !secs.is_finite() || secs < 0.0 {
-        return None;
-    }
-    Some(Duration::from_secs_f64(secs.min(MAX_RETRY_AFTER.as_secs_f64())))
+    parse_retry_after_at(value, std::time::SystemTime::now())
+}
+
+fn parse_retry_after_at(value: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    let wait = match value.parse::<f64>() {
+        Ok(secs) if secs.is_finite() && secs >= 0.0 => Duration::from_secs_f64(secs.min(MAX_RETRY_AFTER.as_secs_f64())),
+        Ok(_) => return None,
+        Err(_) => httpdate::parse_http_date(value)
+            .ok()?
+            .duration_since(now)
+            .unwrap_or(Duration::ZERO),
+    };
+    Some(wait.min(MAX_RETRY_AFTER))
 }
 
 #[cfg(test)]
@@ -485,8 +495,27 @@ mod tests {
         assert_eq!(parse_retry_after("1.25"), Some(Duration::from_millis(1250)));
         assert_eq!(parse_retry_after("-1"), None);
         assert_eq!(parse_retry_after("soon"), None);
-        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28"), None);
         assert_eq!(parse_retry_after("99999999"), Some(MAX_RETRY_AFTER));
+    }
+
+    #[test]
+    fn retry_after_accepts_an_http_date() {
+        let now = httpdate::parse_http_date("Wed, 21 Oct 2015 07:28:00 GMT").unwrap();
+        assert_eq!(
+            parse_retry_after_at("Wed, 21 Oct 2015 07:28:30 GMT", now),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            parse_retry_after_at("Wed, 21 Oct 2015 07:27:00 GMT", now),
+            Some(Duration::ZERO),
+            "a date in the past means now"
+        );
+        assert_eq!(
+            parse_retry_after_at("Thu, 22 Oct 2015 07:28:00 GMT", now),
+            Some(MAX_RETRY_AFTER),
+            "a day away is clamped"
+        );
     }
 
     #[test]

@@ -349,6 +349,55 @@ async fn throttling_is_retried_after_integer_decimal_or_missing_retry_after() {
 }
 
 #[tokio::test]
+async fn a_retry_after_http_date_is_honoured() {
+    let (sim, t) = one_tenant("contoso", json!({})).await;
+    let client = client_for(fast_config(&sim), &t);
+    let graph = client.tenant(&t.id);
+    graph.get_organization().await.expect("warm the token cache");
+    // RFC 9110 allows an HTTP date; ten minutes ahead is past the in-process cap, so the error
+    // comes back at once carrying the wait (today's seconds-only parser fell back to the default).
+    let at = httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(600));
+    sim.client()
+        .add_fault(&t.id, &fault("GET", "/v1.0/organization", 1, status(429, Some(&at))))
+        .await
+        .unwrap();
+    let e = graph.get_organization().await.expect_err("the wait is the queue's job");
+    let wait = e.classification().retry_after().expect("throttled");
+    assert!(
+        wait > Duration::from_secs(590) && wait <= Duration::from_secs(600),
+        "{wait:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_401_fetches_a_new_token_once_then_fails() {
+    let (sim, t) = one_tenant("contoso", json!({})).await;
+    let client = client_for(fast_config(&sim), &t);
+    let graph = client.tenant(&t.id);
+    let control = sim.client();
+    graph.get_organization().await.expect("warm the token cache");
+    let token_path = format!("/{}/oauth2", t.id);
+    let tokens = async |sim: &tenant_sim::RunningSim| requests(sim, &t.id, Some(&token_path)).await.len();
+    assert_eq!(tokens(&sim).await, 1);
+    // Graph refuses the cached token once (revoked, say): a new token is fetched and the call works.
+    control
+        .add_fault(&t.id, &fault("GET", "/v1.0/organization", 1, status(401, None)))
+        .await
+        .unwrap();
+    graph.get_organization().await.expect("a fresh token is accepted");
+    assert_eq!(tokens(&sim).await, 2, "exactly one new token");
+    // Refused again with the fresh token: permanent, and no third token.
+    control
+        .add_fault(&t.id, &fault("GET", "/v1.0/organization", 2, status(401, None)))
+        .await
+        .unwrap();
+    let e = graph.get_organization().await.expect_err("a second 401 fails the call");
+    assert_eq!(e.status(), Some(401));
+    assert_eq!(e.classification(), ErrorClass::Permanent);
+    assert_eq!(tokens(&sim).await, 3, "one refresh per call");
+}
+
+#[tokio::test]
 async fn server_errors_resets_and_timeouts_are_transient_and_retried() {
     let (sim, t) = one_tenant("contoso", json!({})).await;
     let mut config = fast_config(&sim);
