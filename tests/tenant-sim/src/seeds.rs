@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize, Serializer};
 use uuid::Uuid;
 
 use crate::knobs::Knobs;
+use crate::store::IdentityPolicies;
 
 /// One tenant: its name (also usable in URLs instead of its id), its apps and its directory.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -34,6 +35,10 @@ pub struct TenantSeed {
     /// Realism knobs.
     #[serde(default)]
     pub knobs: Knobs,
+    /// Security defaults and guest invitation settings (security defaults off, everyone may
+    /// invite, when absent).
+    #[serde(default)]
+    pub identity_policies: IdentityPolicies,
 }
 
 impl TenantSeed {
@@ -48,6 +53,7 @@ impl TenantSeed {
             apps: Vec::new(),
             objects: ObjectsSeed::default(),
             knobs: Knobs::default(),
+            identity_policies: IdentityPolicies::default(),
         }
     }
 }
@@ -74,6 +80,12 @@ pub struct ObjectsSeed {
     /// Intune mobile apps.
     #[serde(default)]
     pub mobile_apps: Vec<MobileAppSeed>,
+    /// Intune device configurations (e.g. a customer's own update ring assigned to all devices).
+    #[serde(default)]
+    pub device_configurations: Vec<DeviceConfigurationSeed>,
+    /// Conditional access policies.
+    #[serde(default)]
+    pub conditional_access_policies: Vec<ConditionalAccessPolicySeed>,
 }
 
 /// An application (service principal) in a tenant.
@@ -184,6 +196,9 @@ pub struct DetectedAppSeed {
 pub struct DeviceSeed {
     /// Display name.
     pub display_name: String,
+    /// Object id; random when absent.
+    #[serde(default)]
+    pub id: Option<Uuid>,
     /// Operating system (default `Windows`).
     #[serde(default)]
     pub operating_system: Option<String>,
@@ -204,6 +219,80 @@ pub struct MobileAppSeed {
     /// Publisher.
     #[serde(default)]
     pub publisher: Option<String>,
+}
+
+/// An Intune device configuration a customer already has.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceConfigurationSeed {
+    /// Display name.
+    pub display_name: String,
+    /// `@odata.type` (default `#microsoft.graph.windowsUpdateForBusinessConfiguration`, an update ring).
+    #[serde(default)]
+    pub odata_type: Option<String>,
+    /// Assigned to all devices (`allDevicesAssignmentTarget`).
+    #[serde(default)]
+    pub assigned_to_all_devices: bool,
+    /// Assigned to all licensed users (`allLicensedUsersAssignmentTarget`).
+    #[serde(default)]
+    pub assigned_to_all_users: bool,
+}
+
+/// A conditional access policy (the parts a readiness check reads).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConditionalAccessPolicySeed {
+    /// Display name.
+    pub display_name: String,
+    /// `enabled` (default), `disabled` or `enabledForReportingButNotEnforced`.
+    #[serde(default)]
+    pub state: Option<String>,
+    /// `conditions.users.includeUsers` (default `["All"]`).
+    #[serde(default)]
+    pub include_users: Option<Vec<String>>,
+    /// `conditions.users.excludeUsers`: object ids.
+    #[serde(default)]
+    pub exclude_users: Vec<String>,
+    /// `conditions.users.includeGroups`: object ids.
+    #[serde(default)]
+    pub include_groups: Vec<String>,
+    /// `conditions.users.excludeGroups`: object ids.
+    #[serde(default)]
+    pub exclude_groups: Vec<String>,
+    /// `conditions.users.includeRoles`: role template ids.
+    #[serde(default)]
+    pub include_roles: Vec<String>,
+    /// `grantControls.builtInControls` (default `["mfa"]`).
+    #[serde(default)]
+    pub built_in_controls: Option<Vec<String>>,
+}
+
+impl ConditionalAccessPolicySeed {
+    /// An enabled policy requiring MFA of all users for all apps (the common "require MFA" policy).
+    pub fn mfa_for_all_users(display_name: &str) -> Self {
+        ConditionalAccessPolicySeed {
+            display_name: display_name.into(),
+            state: None,
+            include_users: None,
+            exclude_users: Vec::new(),
+            include_groups: Vec::new(),
+            exclude_groups: Vec::new(),
+            include_roles: Vec::new(),
+            built_in_controls: None,
+        }
+    }
+}
+
+/// `count` Windows devices named `{prefix}-00001` onwards, with random ids.
+pub fn windows_devices(prefix: &str, count: usize) -> Vec<DeviceSeed> {
+    (1..=count)
+        .map(|i| DeviceSeed {
+            display_name: format!("{prefix}-{i:05}"),
+            id: None,
+            operating_system: None,
+            operating_system_version: None,
+        })
+        .collect()
 }
 
 fn expose_optional_secret<S: Serializer>(secret: &Option<SecretString>, s: S) -> Result<S::Ok, S::Error> {
@@ -234,6 +323,8 @@ pub const PRODUCT_PERMISSIONS: &[&str] = &[
     "Organization.Read.All",
     "Reports.Read.All",
     "Device.Read.All",
+    "Device.ReadWrite.All",
+    "Policy.Read.All",
     "User.Invite.All",
     "Mail.Send",
 ];
@@ -339,6 +430,7 @@ pub fn demo() -> Vec<TenantSeed> {
     t.objects.devices = (1..=5)
         .map(|i| DeviceSeed {
             display_name: format!("CONTOSO-PC-{i:03}"),
+            id: None,
             operating_system: None,
             operating_system_version: Some("10.0.22631.4460".into()),
         })

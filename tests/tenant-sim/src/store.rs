@@ -29,10 +29,12 @@ pub struct Obj {
     pub data: Map<String, Value>,
 }
 
-/// A collection of objects in creation order.
+/// A collection of objects in creation order, indexed by lower-case id (tenants hold thousands of
+/// devices, and every member reference looks one up).
 #[derive(Debug, Default, Clone)]
 pub struct Collection {
     items: Vec<Obj>,
+    index: HashMap<String, usize>,
 }
 
 impl Collection {
@@ -48,29 +50,35 @@ impl Collection {
 
     /// A visible object by id (case-insensitive, as GUIDs are).
     pub fn get(&self, id: &str, now: Instant) -> Option<&Obj> {
-        self.items
-            .iter()
-            .find(|o| o.visible_at <= now && o.id.eq_ignore_ascii_case(id))
+        let i = *self.index.get(&id.to_ascii_lowercase())?;
+        self.items.get(i).filter(|o| o.visible_at <= now)
     }
 
     /// A visible object by id, for change.
     pub fn get_mut(&mut self, id: &str, now: Instant) -> Option<&mut Obj> {
-        self.items
-            .iter_mut()
-            .find(|o| o.visible_at <= now && o.id.eq_ignore_ascii_case(id))
+        let i = *self.index.get(&id.to_ascii_lowercase())?;
+        self.items.get_mut(i).filter(|o| o.visible_at <= now)
     }
 
     /// Adds an object.
     pub fn insert(&mut self, obj: Obj) {
+        self.index.insert(obj.id.to_ascii_lowercase(), self.items.len());
         self.items.push(obj);
     }
 
     /// Removes a visible object; true when it existed.
     pub fn remove(&mut self, id: &str, now: Instant) -> bool {
-        let before = self.items.len();
-        self.items
-            .retain(|o| !(o.visible_at <= now && o.id.eq_ignore_ascii_case(id)));
-        before != self.items.len()
+        if self.get(id, now).is_none() {
+            return false;
+        }
+        self.items.retain(|o| !o.id.eq_ignore_ascii_case(id));
+        self.index = self
+            .items
+            .iter()
+            .enumerate()
+            .map(|(i, o)| (o.id.to_ascii_lowercase(), i))
+            .collect();
+        true
     }
 
     /// Number of objects, visible or not.
@@ -127,6 +135,37 @@ pub enum Quota {
     IntuneWrite,
 }
 
+/// Tenant-wide identity settings read by a readiness check: security defaults
+/// (`/policies/identitySecurityDefaultsEnforcementPolicy`) and who may invite guests
+/// (`/policies/authorizationPolicy`, `allowInvitesFrom`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IdentityPolicies {
+    /// Security defaults on. A new real tenant has them on; seeded tenants start as a provider
+    /// prepares one (off), so a test turns them on to see the readiness finding.
+    pub security_defaults_enabled: bool,
+    /// `none`, `adminsAndGuestInviters`, `adminsGuestInvitersAndAllMembers` or `everyone`
+    /// (Entra's default).
+    pub allow_invites_from: String,
+}
+
+/// The values `allowInvitesFrom` takes (authorizationPolicy resource type).
+pub const ALLOW_INVITES_FROM: &[&str] = &[
+    "none",
+    "adminsAndGuestInviters",
+    "adminsGuestInvitersAndAllMembers",
+    "everyone",
+];
+
+impl Default for IdentityPolicies {
+    fn default() -> Self {
+        IdentityPolicies {
+            security_defaults_enabled: false,
+            allow_invites_from: "everyone".into(),
+        }
+    }
+}
+
 /// One tenant.
 #[derive(Debug)]
 pub struct Tenant {
@@ -164,6 +203,12 @@ pub struct Tenant {
     pub members: HashMap<String, Vec<String>>,
     /// Assignments of device configurations, by configuration id.
     pub assignments: HashMap<String, Vec<Value>>,
+    /// Assignments of mobile apps, by lower-case app id.
+    pub app_assignments: HashMap<String, Vec<Value>>,
+    /// Conditional access policies.
+    pub conditional_access_policies: Collection,
+    /// Security defaults and guest invitation settings.
+    pub identity_policies: IdentityPolicies,
     /// Mail delivered by `sendMail`.
     pub mail: Vec<SentMail>,
     /// Knobs.
@@ -207,8 +252,30 @@ impl Tenant {
         c.insert("subscribedSkus".into(), self.skus.len());
         c.insert("memberships".into(), self.members.values().map(Vec::len).sum());
         c.insert("assignments".into(), self.assignments.values().map(Vec::len).sum());
+        c.insert(
+            "appAssignments".into(),
+            self.app_assignments.values().map(Vec::len).sum(),
+        );
+        c.insert(
+            "conditionalAccessPolicies".into(),
+            self.conditional_access_policies.len(),
+        );
         c.insert("mail".into(), self.mail.len());
         c
+    }
+
+    /// A collection by its Graph name, for the control API's object removal.
+    pub fn collection_mut(&mut self, kind: &str) -> Option<&mut Collection> {
+        Some(match kind {
+            "users" => &mut self.users,
+            "groups" => &mut self.groups,
+            "deviceConfigurations" => &mut self.device_configurations,
+            "detectedApps" => &mut self.detected_apps,
+            "mobileApps" => &mut self.mobile_apps,
+            "devices" => &mut self.devices,
+            "conditionalAccessPolicies" => &mut self.conditional_access_policies,
+            _ => return None,
+        })
     }
 
     /// A collection by its Graph name, for the control API's object dump.
@@ -222,6 +289,7 @@ impl Tenant {
             "mobileApps" => &self.mobile_apps,
             "devices" => &self.devices,
             "subscribedSkus" => &self.skus,
+            "conditionalAccessPolicies" => &self.conditional_access_policies,
             _ => return None,
         })
     }

@@ -85,6 +85,13 @@ pub async fn create(shared: &Shared, seed: TenantSeed) -> Result<TenantInfo, Sim
             )));
         }
     }
+    if !crate::store::ALLOW_INVITES_FROM.contains(&seed.identity_policies.allow_invites_from.as_str()) {
+        return Err(SimError::Seed(format!(
+            "identity_policies.allow_invites_from '{}' must be one of {}",
+            seed.identity_policies.allow_invites_from,
+            crate::store::ALLOW_INVITES_FROM.join(", ")
+        )));
+    }
     let key = tokio::task::spawn_blocking(SigningKey::generate)
         .await
         .map_err(|e| SimError::Key(format!("key generation task failed: {e}")))??;
@@ -150,6 +157,9 @@ fn build(seed: TenantSeed, key: Arc<SigningKey>) -> Result<Tenant, SimError> {
         skus: Collection::default(),
         members: HashMap::new(),
         assignments: HashMap::new(),
+        app_assignments: HashMap::new(),
+        conditional_access_policies: Collection::default(),
+        identity_policies: seed.identity_policies.clone(),
         mail: Vec::new(),
         knobs: seed.knobs.clone(),
         faults: Vec::new(),
@@ -209,6 +219,9 @@ pub fn add_objects(tenant: &mut Tenant, seed: &ObjectsSeed) -> Result<(), SimErr
         tenant.devices.clone(),
         tenant.mobile_apps.clone(),
         tenant.members.clone(),
+        tenant.device_configurations.clone(),
+        tenant.assignments.clone(),
+        tenant.conditional_access_policies.clone(),
     );
     let result = add_objects_in_place(tenant, seed);
     if result.is_err() {
@@ -220,6 +233,9 @@ pub fn add_objects(tenant: &mut Tenant, seed: &ObjectsSeed) -> Result<(), SimErr
             tenant.devices,
             tenant.mobile_apps,
             tenant.members,
+            tenant.device_configurations,
+            tenant.assignments,
+            tenant.conditional_access_policies,
         ) = before;
     }
     result
@@ -369,7 +385,10 @@ fn add_objects_in_place(tenant: &mut Tenant, seed: &ObjectsSeed) -> Result<(), S
         });
     }
     for d in &seed.devices {
-        let id = Uuid::new_v4().to_string();
+        let id = d.id.unwrap_or_else(Uuid::new_v4).to_string();
+        if tenant.devices.all().any(|o| o.id == id) {
+            return Err(SimError::Seed(format!("device '{id}' already exists")));
+        }
         let data = json!({
             "id": id, "deviceId": Uuid::new_v4().to_string(), "displayName": d.display_name,
             "operatingSystem": d.operating_system.clone().unwrap_or_else(|| "Windows".into()),
@@ -394,6 +413,54 @@ fn add_objects_in_place(tenant: &mut Tenant, seed: &ObjectsSeed) -> Result<(), S
             id,
             visible_at: now,
             data: data.as_object().cloned().unwrap_or_default(),
+        });
+    }
+    for c in &seed.device_configurations {
+        let id = Uuid::new_v4().to_string();
+        let odata_type = c
+            .odata_type
+            .clone()
+            .unwrap_or_else(|| "#microsoft.graph.windowsUpdateForBusinessConfiguration".into());
+        let data = json!({
+            "@odata.type": odata_type, "id": id, "displayName": c.display_name, "description": Value::Null,
+            "createdDateTime": chrono::Utc::now().to_rfc3339(), "lastModifiedDateTime": chrono::Utc::now().to_rfc3339(),
+            "version": 1,
+        });
+        let mut targets = Vec::new();
+        if c.assigned_to_all_devices {
+            targets.push(crate::graph::device_management::ALL_DEVICES_TARGET);
+        }
+        if c.assigned_to_all_users {
+            targets.push(crate::graph::device_management::ALL_USERS_TARGET);
+        }
+        let assignments: Vec<Value> = targets
+            .into_iter()
+            .map(|(ty, key)| json!({"id": format!("{id}_{key}"), "target": {"@odata.type": ty}}))
+            .collect();
+        if !assignments.is_empty() {
+            tenant.assignments.insert(id.clone(), assignments);
+        }
+        tenant.device_configurations.insert(Obj {
+            id,
+            visible_at: now,
+            data: data.as_object().cloned().unwrap_or_default(),
+        });
+    }
+    for p in &seed.conditional_access_policies {
+        let state = p.state.clone().unwrap_or_else(|| "enabled".into());
+        if !crate::graph::policies::POLICY_STATES.contains(&state.as_str()) {
+            return Err(SimError::Seed(format!(
+                "conditional access policy '{}': state '{state}' is not one of {:?}",
+                p.display_name,
+                crate::graph::policies::POLICY_STATES
+            )));
+        }
+        let id = Uuid::new_v4().to_string();
+        let data = crate::graph::policies::conditional_access_policy(&id, p, &state);
+        tenant.conditional_access_policies.insert(Obj {
+            id,
+            visible_at: now,
+            data,
         });
     }
     Ok(())

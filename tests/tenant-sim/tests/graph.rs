@@ -741,7 +741,7 @@ async fn device_configurations_are_created_by_type_assigned_and_validated() {
     assert_eq!(counts["deviceConfigurations"], 0);
     assert_eq!(counts["groups"], 1);
 
-    let (status, app) = graph(&sim, &tok, Method::POST, "/deviceAppManagement/mobileApps", Some(json!({"@odata.type": "#microsoft.graph.winGetApp", "displayName": "Company Portal", "packageIdentifier": "9WZDNCRFJ3PZ"}))).await;
+    let (status, app) = graph(&sim, &tok, Method::POST, "/deviceAppManagement/mobileApps", Some(json!({"@odata.type": "#microsoft.graph.winGetApp", "displayName": "Company Portal", "packageIdentifier": "9WZDNCRFJ3PZ", "installExperience": {"runAsAccount": "user"}}))).await;
     assert_eq!(status, StatusCode::CREATED, "{app}");
     let (_, apps) = graph(&sim, &tok, Method::GET, "/deviceAppManagement/mobileApps", None).await;
     assert_eq!(apps["value"].as_array().map(Vec::len), Some(1));

@@ -12,7 +12,7 @@ use super::types::{
 use crate::faults::{Fault, FaultSpec};
 use crate::knobs::Knobs;
 use crate::seeds::{AppSeed, ObjectsSeed, TenantSeed};
-use crate::store::{RequestLogEntry, RequestLogQuery, SentMail};
+use crate::store::{IdentityPolicies, RequestLogEntry, RequestLogQuery, SentMail};
 
 /// Errors of [`SimClient`].
 #[derive(Debug, thiserror::Error)]
@@ -253,6 +253,32 @@ impl SimClient {
             reqwest::Method::GET,
             &format!("/tenants/{}/objects/{}", seg(tenant), seg(kind)),
             None,
+        )
+        .await
+    }
+
+    /// `DELETE /_sim/tenants/{t}/objects/{kind}/{id}`: removes an object (e.g. a device deleted by
+    /// the customer) and its memberships.
+    pub async fn remove_object(&self, tenant: &str, kind: &str, id: &str) -> Result<(), ClientError> {
+        self.send::<()>(
+            reqwest::Method::DELETE,
+            &format!("/tenants/{}/objects/{}/{}", seg(tenant), seg(kind), seg(id)),
+            None,
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// `PUT /_sim/tenants/{t}/policies`: security defaults and guest invitation settings.
+    pub async fn set_identity_policies(
+        &self,
+        tenant: &str,
+        policies: &IdentityPolicies,
+    ) -> Result<IdentityPolicies, ClientError> {
+        self.call(
+            reqwest::Method::PUT,
+            &format!("/tenants/{}/policies", seg(tenant)),
+            Some(policies),
         )
         .await
     }

@@ -1,6 +1,6 @@
 //! The control API under `/_sim/` (no auth; answers loopback peers only): create and seed tenants,
-//! set knobs, add faults, change permissions and SKU units, read the request log, object counts and
-//! delivered mail, issue tokens. [`SimClient`] is its typed Rust client.
+//! set knobs, add faults, change permissions, SKU units and identity policies, remove objects, read
+//! the request log, object counts and delivered mail, issue tokens. [`SimClient`] is its typed Rust client.
 
 mod client;
 pub mod types;
@@ -11,7 +11,7 @@ use axum::extract::{Path, Query, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use axum::{Extension, Json, Router};
 use serde_json::{Value, json};
 
@@ -25,7 +25,7 @@ use crate::identity::{ACCESS_TOKEN_LIFETIME_SECS, issue_app_token, issue_user_to
 use crate::knobs::Knobs;
 use crate::seeds::{AppSeed, ObjectsSeed, TenantSeed};
 use crate::server::{AppState, Connection};
-use crate::store::{RequestLogEntry, RequestLogQuery, SentMail, Tenant};
+use crate::store::{ALLOW_INVITES_FROM, IdentityPolicies, RequestLogEntry, RequestLogQuery, SentMail, Tenant};
 use crate::{SimError, tenants};
 
 /// A control API error: status and message, answered as `{"error": message}`.
@@ -98,6 +98,8 @@ pub fn router() -> Router<AppState> {
         .route("/tenants/{t}/mdm-authority", put(set_mdm_authority))
         .route("/tenants/{t}/objects", post(add_objects))
         .route("/tenants/{t}/objects/{kind}", get(objects))
+        .route("/tenants/{t}/objects/{kind}/{id}", delete(remove_object))
+        .route("/tenants/{t}/policies", get(get_policies).put(set_policies))
         .route("/tenants/{t}/counts", get(counts))
         .route("/tenants/{t}/mail", get(mail))
         .route("/tenants/{t}/user-tokens", post(user_token))
@@ -272,6 +274,52 @@ async fn objects(State(app): State<AppState>, Path((t, kind)): Path<(String, Str
             .collection(&kind)
             .ok_or_else(|| ControlError(StatusCode::NOT_FOUND, format!("unknown object kind '{kind}'")))?;
         Ok(Json(c.all().map(|o| Value::Object(o.data.clone())).collect()))
+    })
+}
+
+async fn remove_object(
+    State(app): State<AppState>,
+    Path((t, kind, id)): Path<(String, String, String)>,
+) -> Result<StatusCode, ControlError> {
+    with_tenant(&app, &t, |t| {
+        let c = t
+            .collection_mut(&kind)
+            .ok_or_else(|| ControlError(StatusCode::NOT_FOUND, format!("unknown or fixed object kind '{kind}'")))?;
+        if !c.remove(&id, tokio::time::Instant::now()) {
+            return Err(ControlError(
+                StatusCode::NOT_FOUND,
+                format!("no visible {kind} object '{id}'"),
+            ));
+        }
+        // A removed directory object leaves every group it was in, as in Entra ID.
+        crate::graph::devices::remove_from_groups(t, &id);
+        t.members.remove(&id.to_ascii_lowercase());
+        Ok(StatusCode::NO_CONTENT)
+    })
+}
+
+async fn get_policies(State(app): State<AppState>, Path(t): Path<String>) -> Answer<IdentityPolicies> {
+    with_tenant(&app, &t, |t| Ok(Json(t.identity_policies.clone())))
+}
+
+async fn set_policies(
+    State(app): State<AppState>,
+    Path(t): Path<String>,
+    Body(policies): Body<IdentityPolicies>,
+) -> Answer<IdentityPolicies> {
+    if !ALLOW_INVITES_FROM.contains(&policies.allow_invites_from.as_str()) {
+        return Err(ControlError(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "allow_invites_from '{}' must be one of {}",
+                policies.allow_invites_from,
+                ALLOW_INVITES_FROM.join(", ")
+            ),
+        ));
+    }
+    with_tenant(&app, &t, |t| {
+        t.identity_policies = policies;
+        Ok(Json(t.identity_policies.clone()))
     })
 }
 

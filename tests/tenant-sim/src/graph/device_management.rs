@@ -1,6 +1,6 @@
 //! Intune: `/deviceManagement/deviceConfigurations` (create by `@odata.type`, get, update, delete,
-//! `assign`, `assignments`), `/deviceManagement/detectedApps` (paged) and
-//! `/deviceAppManagement/mobileApps`. Intune errors use the generic OData codes (`BadRequest`).
+//! `assign`, `assignments`) and `/deviceManagement/detectedApps` (paged); mobile apps are in
+//! [`super::apps`]. Intune errors use the generic OData codes (`BadRequest`).
 
 use axum::http::StatusCode;
 use serde_json::{Map, Value, json};
@@ -22,17 +22,6 @@ const CONFIGURATION_TYPES: &[&str] = &[
     "#microsoft.graph.sharedPCConfiguration",
     "#microsoft.graph.editionUpgradeConfiguration",
 ];
-/// Mobile app types the simulator accepts.
-const MOBILE_APP_TYPES: &[&str] = &[
-    "#microsoft.graph.win32LobApp",
-    "#microsoft.graph.winGetApp",
-    "#microsoft.graph.windowsMicrosoftEdgeApp",
-    "#microsoft.graph.officeSuiteApp",
-    "#microsoft.graph.windowsWebApp",
-    "#microsoft.graph.webApp",
-    "#microsoft.graph.windowsMobileMSI",
-    "#microsoft.graph.windowsUniversalAppX",
-];
 
 const CONFIG_SPEC: ListSpec<'static> = ListSpec {
     entity_set: "deviceManagement/deviceConfigurations",
@@ -43,7 +32,38 @@ const CONFIG_SPEC: ListSpec<'static> = ListSpec {
     default_select: None,
 };
 
-fn now_text() -> String {
+/// The `allDevicesAssignmentTarget` and the fixed id Intune gives the "All devices" virtual group.
+pub const ALL_DEVICES_TARGET: (&str, &str) = (
+    "#microsoft.graph.allDevicesAssignmentTarget",
+    "acacacac-9df4-4c7d-9d50-4ef0226f57a9",
+);
+/// The `allLicensedUsersAssignmentTarget` and the fixed id of the "All users" virtual group.
+pub const ALL_USERS_TARGET: (&str, &str) = (
+    "#microsoft.graph.allLicensedUsersAssignmentTarget",
+    "adadadad-808e-44e2-905a-0b7873a8a531",
+);
+
+/// The key of an assignment target (a group id, or the virtual group's id), or a 400 naming what
+/// is wrong. Shared by configuration and app assignments.
+pub fn target_key(target: &Map<String, Value>) -> Result<String, GraphError> {
+    let ty = target.get("@odata.type").and_then(Value::as_str).unwrap_or_default();
+    match ty {
+        "#microsoft.graph.groupAssignmentTarget" | "#microsoft.graph.exclusionGroupAssignmentTarget" => target
+            .get("groupId")
+            .and_then(Value::as_str)
+            .and_then(|g| uuid::Uuid::parse_str(g).ok())
+            .map(|g| g.to_string())
+            .ok_or_else(|| GraphError::bad_request_generic("A group assignment target needs a valid 'groupId'.")),
+        t if t == ALL_DEVICES_TARGET.0 => Ok(ALL_DEVICES_TARGET.1.into()),
+        t if t == ALL_USERS_TARGET.0 => Ok(ALL_USERS_TARGET.1.into()),
+        _ => Err(GraphError::bad_request_generic(format!(
+            "Unsupported assignment target type '{ty}'."
+        ))),
+    }
+}
+
+/// The current time as Intune writes it.
+pub fn now_text() -> String {
     chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
 }
 
@@ -194,22 +214,7 @@ pub fn assign(t: &mut Tenant, ctx: &Ctx, id: &str) -> Result<GraphResponse, Grap
             .get("target")
             .and_then(Value::as_object)
             .ok_or_else(|| GraphError::bad_request_generic("Each assignment needs a 'target' object."))?;
-        let ty = target.get("@odata.type").and_then(Value::as_str).unwrap_or_default();
-        let key = match ty {
-            "#microsoft.graph.groupAssignmentTarget" | "#microsoft.graph.exclusionGroupAssignmentTarget" => target
-                .get("groupId")
-                .and_then(Value::as_str)
-                .and_then(|g| uuid::Uuid::parse_str(g).ok())
-                .map(|g| g.to_string())
-                .ok_or_else(|| GraphError::bad_request_generic("A group assignment target needs a valid 'groupId'."))?,
-            "#microsoft.graph.allDevicesAssignmentTarget" => "acacacac-9df4-4c7d-9d50-4ef0226f57a9".into(),
-            "#microsoft.graph.allLicensedUsersAssignmentTarget" => "adadadad-808e-44e2-905a-0b7873a8a531".into(),
-            _ => {
-                return Err(GraphError::bad_request_generic(format!(
-                    "Unsupported assignment target type '{ty}'."
-                )));
-            }
-        };
+        let key = target_key(target)?;
         out.push(json!({"id": format!("{cid}_{key}"), "target": Value::Object(target.clone())}));
     }
     t.assignments.insert(cid.to_ascii_lowercase(), out.clone());
@@ -254,52 +259,4 @@ pub fn detected_apps(t: &Tenant, ctx: &Ctx) -> Result<GraphResponse, GraphError>
         &spec,
         t.detected_apps.visible(ctx.now).map(|o| o.data.clone()).collect(),
     )
-}
-
-/// `GET /deviceAppManagement/mobileApps`.
-pub fn list_mobile_apps(t: &Tenant, ctx: &Ctx) -> Result<GraphResponse, GraphError> {
-    let spec = ListSpec {
-        entity_set: "deviceAppManagement/mobileApps",
-        type_name: "MobileApp",
-        filterable: &["id", "displayName", "isAssigned", "publisher"],
-        sortable: &["displayName"],
-        count_needs_eventual: false,
-        default_select: None,
-    };
-    odata::list(
-        ctx,
-        &spec,
-        t.mobile_apps.visible(ctx.now).map(|o| o.data.clone()).collect(),
-    )
-}
-
-/// `POST /deviceAppManagement/mobileApps`.
-pub fn create_mobile_app(t: &mut Tenant, ctx: &Ctx) -> Result<GraphResponse, GraphError> {
-    let body = ctx.body_object()?;
-    let ty = body.get("@odata.type").and_then(Value::as_str).ok_or_else(|| {
-        GraphError::bad_request_generic("Cannot create an abstract class: '@odata.type' of the mobile app is required.")
-    })?;
-    if !MOBILE_APP_TYPES.contains(&ty) {
-        return Err(GraphError::bad_request_generic(format!(
-            "Unknown or unsupported '@odata.type' value '{ty}'."
-        )));
-    }
-    if odata::is_blank(body.get("displayName")) {
-        return Err(GraphError::bad_request_generic(
-            "The property 'displayName' is required.",
-        ));
-    }
-    let id = uuid::Uuid::new_v4().to_string();
-    let mut data = body.clone();
-    data.insert("id".into(), json!(id));
-    data.insert("createdDateTime".into(), json!(now_text()));
-    data.insert("lastModifiedDateTime".into(), json!(now_text()));
-    data.entry("isAssigned").or_insert(json!(false));
-    data.entry("publishingState").or_insert(json!("published"));
-    t.mobile_apps.insert(Obj {
-        id,
-        visible_at: ctx.visible_at(),
-        data: data.clone(),
-    });
-    Ok(GraphResponse::json(StatusCode::CREATED, Value::Object(data)))
 }

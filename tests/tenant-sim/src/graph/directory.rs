@@ -1,5 +1,5 @@
-//! Smaller directory resources: `/devices` (paged), `/subscribedSkus`, and `/invitations` (which
-//! creates a guest user with an `#EXT#` UPN).
+//! Smaller directory resources: `/subscribedSkus`, and `/invitations` (which creates a guest user
+//! with an `#EXT#` UPN, unless the tenant lets no one invite guests).
 
 use axum::http::StatusCode;
 use serde_json::{Value, json};
@@ -11,19 +11,6 @@ use crate::store::{Obj, SentMail, Tenant};
 
 /// Sender of invitation mail, as Microsoft sends it.
 pub const INVITATION_SENDER: &str = "invites@microsoft.com";
-
-/// `GET /devices`.
-pub fn devices(t: &Tenant, ctx: &Ctx) -> Result<GraphResponse, GraphError> {
-    let spec = ListSpec {
-        entity_set: "devices",
-        type_name: "Device",
-        filterable: &["id", "deviceId", "displayName", "operatingSystem", "accountEnabled"],
-        sortable: &["displayName"],
-        count_needs_eventual: true,
-        default_select: None,
-    };
-    odata::list(ctx, &spec, t.devices.visible(ctx.now).map(|o| o.data.clone()).collect())
-}
 
 /// `GET /subscribedSkus`.
 pub fn subscribed_skus(t: &Tenant, ctx: &Ctx) -> Result<GraphResponse, GraphError> {
@@ -63,6 +50,14 @@ pub fn invite(t: &mut Tenant, ctx: &Ctx) -> Result<GraphResponse, GraphError> {
         .get("inviteRedirectUrl")
         .and_then(Value::as_str)
         .ok_or_else(|| GraphError::bad_request_generic("Property 'inviteRedirectUrl' is required."))?;
+    if t.identity_policies.allow_invites_from == "none" {
+        // `allowInvitesFrom: none` stops everyone, admins and apps included, from inviting.
+        return Err(GraphError::new(
+            StatusCode::FORBIDDEN,
+            "Authorization_RequestDenied",
+            "Guest invitations not allowed for your company. Contact your company administrator for more details.",
+        ));
+    }
     let upn = format!("{}#EXT#@{}", email.replace('@', "_"), t.initial_domain());
     let existing = t.users.all().find(|o| {
         o.data

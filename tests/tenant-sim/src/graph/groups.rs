@@ -1,5 +1,6 @@
 //! `/groups`: list/filter, create (validation, `members@odata.bind`), get, update, delete, and the
-//! member references (`members`, `members/$ref`) with Entra ID's duplicate-reference answer.
+//! member references (`members`, `members/$ref`) with Entra ID's duplicate-reference answer. Members
+//! are users, groups and devices; one request adds at most 20 links.
 
 use axum::http::StatusCode;
 use serde_json::{Map, Value, json};
@@ -62,18 +63,43 @@ pub fn group_object(id: &str, body: &Map<String, Value>) -> Map<String, Value> {
     o
 }
 
-/// A visible user or group as a directory object (with `@odata.type`).
+/// `@odata.type` of device members.
+pub const DEVICE_TYPE: &str = "#microsoft.graph.device";
+
+/// A visible user, group or device as a directory object (with `@odata.type`).
 pub fn directory_object(t: &Tenant, id: &str, ctx: &Ctx) -> Option<Map<String, Value>> {
-    if let Some(u) = t.users.get(id, ctx.now) {
-        let mut o = u.data.clone();
-        o.insert("@odata.type".into(), json!("#microsoft.graph.user"));
-        return Some(o);
-    }
-    t.groups.get(id, ctx.now).map(|g| {
-        let mut o = g.data.clone();
-        o.insert("@odata.type".into(), json!("#microsoft.graph.group"));
+    let typed = |data: &Map<String, Value>, ty: &str| {
+        let mut o = data.clone();
+        o.insert("@odata.type".into(), json!(ty));
         o
-    })
+    };
+    if let Some(u) = t.users.get(id, ctx.now) {
+        return Some(typed(&u.data, "#microsoft.graph.user"));
+    }
+    if let Some(g) = t.groups.get(id, ctx.now) {
+        return Some(typed(&g.data, "#microsoft.graph.group"));
+    }
+    t.devices.get(id, ctx.now).map(|d| typed(&d.data, DEVICE_TYPE))
+}
+
+/// Adding a device to a group needs `Device.ReadWrite.All` besides the group permission
+/// (https://learn.microsoft.com/graph/api/group-post-members, permissions table: "device:
+/// GroupMember.ReadWrite.All and Device.ReadWrite.All").
+const DEVICE_MEMBER_WRITE: &[&str] = &["Device.ReadWrite.All", "Directory.ReadWrite.All"];
+
+/// A 403 unless the caller may add `member` (a device needs [`DEVICE_MEMBER_WRITE`]).
+fn check_member_permission(t: &Tenant, ctx: &Ctx, member: &str) -> Result<(), GraphError> {
+    let is_device = t.devices.get(member, ctx.now).is_some();
+    if is_device
+        && !ctx
+            .caller
+            .roles
+            .iter()
+            .any(|r| DEVICE_MEMBER_WRITE.contains(&r.as_str()))
+    {
+        return Err(GraphError::forbidden());
+    }
+    Ok(())
 }
 
 /// The object id in an `@odata.id` reference URL (`https://graph.microsoft.com/v1.0/directoryObjects/{id}`).
@@ -163,6 +189,7 @@ pub fn create(t: &mut Tenant, ctx: &Ctx) -> Result<GraphResponse, GraphError> {
         }
     }
     validate(body)?;
+    check_link_changes(body)?;
     let members = bound_members(t, ctx, body)?;
     let id = uuid::Uuid::new_v4().to_string();
     let data = group_object(&id, body);
@@ -196,13 +223,11 @@ pub fn update(t: &mut Tenant, ctx: &Ctx, id: &str) -> Result<GraphResponse, Grap
         .get(id, ctx.now)
         .map(|g| g.id.clone())
         .ok_or_else(|| GraphError::not_found(id))?;
-    // `members@odata.bind` in a PATCH adds members (Graph allows up to 20 per request), all or none.
+    // `members@odata.bind` in a PATCH adds members (Graph allows up to 20 per request), all or
+    // none: "If an error condition exists in the request body, no members are added"
+    // (https://learn.microsoft.com/graph/api/group-post-members, example 2).
+    check_link_changes(body)?;
     let binds = bound_members(t, ctx, body)?;
-    if binds.len() > MAX_MEMBERS_PER_PATCH {
-        return Err(GraphError::bad_request(format!(
-            "At most {MAX_MEMBERS_PER_PATCH} members can be added in one request."
-        )));
-    }
     if binds.iter().any(|m| t.is_member(&gid, m)) {
         return Err(GraphError::bad_request(DUPLICATE_REFERENCE));
     }
@@ -219,10 +244,27 @@ pub fn update(t: &mut Tenant, ctx: &Ctx, id: &str) -> Result<GraphResponse, Grap
     Ok(GraphResponse::empty(StatusCode::NO_CONTENT))
 }
 
-/// Graph's limit of members added by one `members@odata.bind` PATCH.
-const MAX_MEMBERS_PER_PATCH: usize = 20;
+/// Graph's limit of links (`members@odata.bind` plus `owners@odata.bind`) one request may add.
+pub const MAX_LINK_CHANGES: usize = 20;
 
-/// The member ids of `members@odata.bind`, each a visible user or group, without repeats.
+/// Graph's answer to a request binding more than [`MAX_LINK_CHANGES`] links, as reported in
+/// https://github.com/microsoftgraph/microsoft-graph-docs-contrib/issues/6453.
+pub const TOO_MANY_LINK_CHANGES: &str = "A resource cannot contain more than 20 link changes.";
+
+/// A 400 when the body binds more than [`MAX_LINK_CHANGES`] members and owners together.
+fn check_link_changes(body: &Map<String, Value>) -> Result<(), GraphError> {
+    let links: usize = ["members@odata.bind", "owners@odata.bind"]
+        .iter()
+        .filter_map(|k| body.get(*k).and_then(Value::as_array))
+        .map(Vec::len)
+        .sum();
+    if links > MAX_LINK_CHANGES {
+        return Err(GraphError::bad_request(TOO_MANY_LINK_CHANGES));
+    }
+    Ok(())
+}
+
+/// The member ids of `members@odata.bind`, each a visible user, group or device, without repeats.
 fn bound_members(t: &Tenant, ctx: &Ctx, body: &Map<String, Value>) -> Result<Vec<String>, GraphError> {
     let mut members = Vec::new();
     for url in body
@@ -238,6 +280,7 @@ fn bound_members(t: &Tenant, ctx: &Ctx, body: &Map<String, Value>) -> Result<Vec
         if directory_object(t, &id, ctx).is_none() {
             return Err(GraphError::not_found(&id));
         }
+        check_member_permission(t, ctx, &id)?;
         if !members.contains(&id) {
             members.push(id);
         }
@@ -287,6 +330,7 @@ pub fn add_reference(t: &mut Tenant, ctx: &Ctx, container: &str, member: &str) -
     if directory_object(t, member, ctx).is_none() {
         return Err(GraphError::not_found(member));
     }
+    check_member_permission(t, ctx, member)?;
     if t.is_member(container, member) {
         return Err(GraphError::bad_request(DUPLICATE_REFERENCE));
     }

@@ -3,14 +3,17 @@
 //! handler of its area (users, groups, ...) over `&mut Tenant` -> answer with `request-id` and the
 //! echoed `client-request-id` -> request log. `$batch` items go through [`execute`] one by one.
 
+pub mod apps;
 pub mod batch;
 pub mod device_management;
+pub mod devices;
 pub mod directory;
 pub mod directory_roles;
 pub mod groups;
 pub mod odata;
 pub mod organization;
 pub mod permissions;
+pub mod policies;
 pub mod users;
 
 use std::time::Duration;
@@ -253,8 +256,26 @@ pub enum Route {
     DetectedApps,
     /// `/deviceAppManagement/mobileApps`
     MobileApps,
+    /// `/deviceAppManagement/mobileApps/{id}`
+    MobileApp(String),
+    /// `/deviceAppManagement/mobileApps/{id}/assign`
+    MobileAppAssign(String),
+    /// `/deviceAppManagement/mobileApps/{id}/assignments`
+    MobileAppAssignments(String),
     /// `/devices`
     Devices,
+    /// `/devices/{id}`
+    Device(String),
+    /// `/devices/{id}/memberOf`
+    DeviceMemberOf(String),
+    /// `/identity/conditionalAccess/policies`
+    ConditionalAccessPolicies,
+    /// `/identity/conditionalAccess/policies/{id}`
+    ConditionalAccessPolicy(String),
+    /// `/policies/identitySecurityDefaultsEnforcementPolicy`
+    SecurityDefaultsPolicy,
+    /// `/policies/authorizationPolicy`
+    AuthorizationPolicy,
     /// `/subscribedSkus`
     SubscribedSkus,
     /// `/invitations`
@@ -312,7 +333,16 @@ impl Route {
             }
             ["deviceManagement", "detectedApps"] => Route::DetectedApps,
             ["deviceAppManagement", "mobileApps"] => Route::MobileApps,
+            ["deviceAppManagement", "mobileApps", a] => Route::MobileApp(id(a)),
+            ["deviceAppManagement", "mobileApps", a, "assign"] => Route::MobileAppAssign(id(a)),
+            ["deviceAppManagement", "mobileApps", a, "assignments"] => Route::MobileAppAssignments(id(a)),
             ["devices"] => Route::Devices,
+            ["devices", d] => Route::Device(id(d)),
+            ["devices", d, "memberOf"] => Route::DeviceMemberOf(id(d)),
+            ["identity", "conditionalAccess", "policies"] => Route::ConditionalAccessPolicies,
+            ["identity", "conditionalAccess", "policies", p] => Route::ConditionalAccessPolicy(id(p)),
+            ["policies", "identitySecurityDefaultsEnforcementPolicy"] => Route::SecurityDefaultsPolicy,
+            ["policies", "authorizationPolicy"] => Route::AuthorizationPolicy,
             ["subscribedSkus"] => Route::SubscribedSkus,
             ["invitations"] => Route::Invitations,
             ["$batch"] => Route::Batch,
@@ -542,9 +572,20 @@ fn dispatch(route: Route, t: &mut Tenant, ctx: &Ctx) -> Result<GraphResponse, Gr
         DeviceConfigurationAssign(id) => device_management::assign(t, ctx, &id),
         DeviceConfigurationAssignments(id) => device_management::assignments(t, ctx, &id),
         DetectedApps => device_management::detected_apps(t, ctx),
-        MobileApps if m == "GET" => device_management::list_mobile_apps(t, ctx),
-        MobileApps => device_management::create_mobile_app(t, ctx),
-        Devices => directory::devices(t, ctx),
+        MobileApps if m == "GET" => apps::list(t, ctx),
+        MobileApps => apps::create(t, ctx),
+        MobileApp(id) if m == "GET" => apps::get(t, ctx, &id),
+        MobileApp(id) => apps::delete(t, ctx, &id),
+        MobileAppAssign(id) => apps::assign(t, ctx, &id),
+        MobileAppAssignments(id) => apps::assignments(t, ctx, &id),
+        Devices => devices::list(t, ctx),
+        Device(id) if m == "GET" => devices::get(t, ctx, &id),
+        Device(id) => devices::delete(t, ctx, &id),
+        DeviceMemberOf(id) => devices::member_of(t, ctx, &id),
+        ConditionalAccessPolicies => policies::list_conditional_access(t, ctx),
+        ConditionalAccessPolicy(id) => policies::get_conditional_access(t, ctx, &id),
+        SecurityDefaultsPolicy => policies::security_defaults(t, ctx),
+        AuthorizationPolicy => policies::authorization_policy(t, ctx),
         SubscribedSkus => directory::subscribed_skus(t, ctx),
         Invitations => directory::invite(t, ctx),
         Batch => Err(GraphError::bad_request_generic("Nested $batch.")),

@@ -81,6 +81,8 @@ const DEVICES_READ: &[&str] = &[
     "Directory.Read.All",
     "Directory.ReadWrite.All",
 ];
+const DEVICES_WRITE: &[&str] = &["Device.ReadWrite.All", "Directory.ReadWrite.All"];
+const POLICY_READ: &[&str] = &["Policy.Read.All"];
 const SKUS_READ: &[&str] = &[
     "LicenseAssignment.Read.All",
     "Organization.Read.All",
@@ -116,9 +118,14 @@ pub fn required(route: &Route, method: &Method) -> Option<&'static [&'static str
         | (DeviceConfiguration(_), "PATCH" | "DELETE")
         | (DeviceConfigurationAssign(_), "POST") => DEVICE_CONFIG_WRITE,
         (DetectedApps, "GET") => DETECTED_APPS_READ,
-        (MobileApps, "GET") => MOBILE_APPS_READ,
-        (MobileApps, "POST") => MOBILE_APPS_WRITE,
-        (Devices, "GET") => DEVICES_READ,
+        (MobileApps | MobileApp(_) | MobileAppAssignments(_), "GET") => MOBILE_APPS_READ,
+        (MobileApps | MobileAppAssign(_), "POST") | (MobileApp(_), "DELETE") => MOBILE_APPS_WRITE,
+        (Devices | Device(_) | DeviceMemberOf(_), "GET") => DEVICES_READ,
+        (Device(_), "DELETE") => DEVICES_WRITE,
+        (
+            ConditionalAccessPolicies | ConditionalAccessPolicy(_) | SecurityDefaultsPolicy | AuthorizationPolicy,
+            "GET",
+        ) => POLICY_READ,
         (SubscribedSkus, "GET") => SKUS_READ,
         (Invitations, "POST") => INVITE,
         _ => return None,
@@ -136,6 +143,8 @@ pub fn quota(route: &Route, method: &Method) -> Option<Quota> {
         | DeviceConfiguration(_)
         | DeviceConfigurationAssign(_)
         | MobileApps
+        | MobileApp(_)
+        | MobileAppAssign(_)
         | SetMdmAuthority(_) => Some(Quota::IntuneWrite),
         Users
         | User(_)
@@ -145,6 +154,7 @@ pub fn quota(route: &Route, method: &Method) -> Option<Quota> {
         | GroupMemberRefs(_)
         | GroupMemberRef(_, _)
         | DirectoryRoleMemberRefs(_)
+        | Device(_)
         | Invitations => Some(Quota::IdentityWrite),
         _ => None,
     }
