@@ -1,5 +1,7 @@
 //! Fault injection: "fail the next N requests matching method + path prefix" with a status, a reset
-//! connection, or a hang past the client's timeout. Faults are per tenant and consumed in order.
+//! connection, or a hang past the client's timeout, either *before* the request runs (nothing
+//! applied) or *after* it (`commit_then_*`: the write is applied, then the answer is lost, the fault
+//! that makes a blind re-send create a second object). Faults are per tenant and consumed in order.
 
 use serde::{Deserialize, Serialize};
 
@@ -43,6 +45,53 @@ pub enum FaultAction {
         /// Milliseconds to hang.
         ms: u64,
     },
+    /// The request is carried out (a write is applied), then the connection is reset.
+    CommitThenReset,
+    /// The request is carried out, then answered with this status instead (e.g. 504: a gateway
+    /// that gave up waiting for a backend that went on to finish).
+    CommitThenStatus {
+        /// HTTP status, e.g. 504.
+        status: u16,
+    },
+    /// The request is carried out, then no answer for this long (past the client's timeout), then 504.
+    CommitThenHang {
+        /// Milliseconds to hang.
+        ms: u64,
+    },
+}
+
+impl FaultAction {
+    /// True for the faults that carry the request out before losing its answer.
+    pub fn commits_first(&self) -> bool {
+        matches!(
+            self,
+            FaultAction::CommitThenReset | FaultAction::CommitThenStatus { .. } | FaultAction::CommitThenHang { .. }
+        )
+    }
+
+    /// Short name for the request log (`status`, `reset`, `hang`, `commit_then_reset`, ...).
+    pub fn name(&self) -> &'static str {
+        match self {
+            FaultAction::Status { .. } => "status",
+            FaultAction::Reset => "reset",
+            FaultAction::Hang { .. } => "hang",
+            FaultAction::CommitThenReset => "commit_then_reset",
+            FaultAction::CommitThenStatus { .. } => "commit_then_status",
+            FaultAction::CommitThenHang { .. } => "commit_then_hang",
+        }
+    }
+}
+
+/// A fault that hit a request, as the request log records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InjectedFault {
+    /// [`FaultAction::name`] of the fault.
+    pub kind: String,
+    /// Where it came from: `fault` (the control API's list) or `chaos` (the random rates).
+    pub source: String,
+    /// For `commit_then_*`: the status the request was really answered with before the answer was lost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_status: Option<u16>,
 }
 
 /// A fault as stored: the spec and what is left of its count.

@@ -238,6 +238,7 @@ pub async fn token(
         request_id: uuid::Uuid::new_v4().to_string(),
         body: Some(logged),
         batch_request_id: None,
+        fault: None,
     };
     let (latency, fault) = {
         let mut st = app.shared.lock();
@@ -253,11 +254,12 @@ pub async fn token(
         tokio::time::sleep(Duration::from_millis(latency)).await;
     }
     match fault {
-        Some(FaultAction::Reset) => {
+        // A token issued and then lost harms nothing: the commit-first faults act like the plain ones.
+        Some(FaultAction::Reset | FaultAction::CommitThenReset) => {
             app.record(entry);
             return conn.reset().await;
         }
-        Some(FaultAction::Hang { ms }) => {
+        Some(FaultAction::Hang { ms } | FaultAction::CommitThenHang { ms }) => {
             tokio::time::sleep(Duration::from_millis(ms.min(MAX_HANG_MS))).await;
             let e = AadError::new(
                 StatusCode::GATEWAY_TIMEOUT,
@@ -268,6 +270,12 @@ pub async fn token(
             entry.status = 504;
             app.record(entry);
             return e.response();
+        }
+        Some(FaultAction::CommitThenStatus { status }) => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::GATEWAY_TIMEOUT);
+            entry.status = status.as_u16();
+            app.record(entry);
+            return AadError::new(status, "temporarily_unavailable", 50196, "Injected fault.").response();
         }
         Some(FaultAction::Status {
             status, retry_after, ..

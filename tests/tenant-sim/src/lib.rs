@@ -7,7 +7,7 @@
 //! - [`server`]: the axum router and its own accept loop ([`RunningSim`]).
 //! - [`identity`]: `/{tenant}/oauth2/v2.0/token` (secret or client assertion), JWKS, OpenID
 //!   configuration; app and user tokens signed with the tenant's key ([`keys`]).
-//! - [`graph`]: `/v1.0/...`: bearer check, faults ([`faults`]), the permission table
+//! - [`graph`]: `/v1.0/...`: bearer check, faults ([`faults`], random ones by [`chaos`]), the permission table
 //!   ([`graph::permissions`]), throttling and latency ([`knobs`]), then one module per area
 //!   (users, groups, directory roles, organization, device management, directory, `$batch`),
 //!   with OData plumbing (errors, `$filter`, `$select`, paging) in [`graph::odata`].
@@ -20,6 +20,7 @@
 
 #![warn(missing_docs)]
 
+pub mod chaos;
 pub mod control;
 pub mod faults;
 pub mod graph;

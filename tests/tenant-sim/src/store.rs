@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tokio::time::Instant;
 
-use crate::faults::Fault;
+use crate::chaos::Chaos;
+use crate::faults::{Fault, InjectedFault};
 use crate::keys::SigningKey;
 use crate::knobs::Knobs;
 use crate::seeds::CertificateSeed;
@@ -215,6 +216,8 @@ pub struct Tenant {
     pub knobs: Knobs,
     /// Active faults.
     pub faults: Vec<Fault>,
+    /// Random faults at set rates, when turned on.
+    pub chaos: Option<Chaos>,
     /// Throttle windows: instants of counted requests per (client id, quota).
     pub throttle: HashMap<(String, Quota), VecDeque<Instant>>,
 }
@@ -322,6 +325,9 @@ pub struct RequestLogEntry {
     pub body: Option<Value>,
     /// For an item of a `$batch`, the batch's `request-id`.
     pub batch_request_id: Option<String>,
+    /// The fault injected into this request, if one was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault: Option<InjectedFault>,
 }
 
 /// Filter for reading the request log.

@@ -163,6 +163,7 @@ fn build(seed: TenantSeed, key: Arc<SigningKey>) -> Result<Tenant, SimError> {
         mail: Vec::new(),
         knobs: seed.knobs.clone(),
         faults: Vec::new(),
+        chaos: None,
         throttle: HashMap::new(),
     };
     for app in seed.apps {

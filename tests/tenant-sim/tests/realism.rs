@@ -375,3 +375,106 @@ async fn batches_hold_at_most_20_items_each_answered_and_throttled_on_its_own() 
     );
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn commit_first_faults_apply_the_write_and_then_lose_the_answer() {
+    let sim = sim_with(seed("fabrikam", 0, 1)).await;
+    let tok = token(&sim, "fabrikam", FULL_APP).await;
+    let fault = |action| FaultSpec {
+        method: Some("POST".into()),
+        path_prefix: "/v1.0/groups".into(),
+        count: 1,
+        action,
+    };
+    let control = sim.client();
+    control
+        .add_fault("fabrikam", &fault(FaultAction::CommitThenReset))
+        .await
+        .expect("fault");
+    let url = format!("{}/v1.0/groups", sim.url());
+    let sent = http()
+        .post(&url)
+        .bearer_auth(&tok)
+        .json(&new_group("lost-answer"))
+        .send()
+        .await;
+    assert!(sent.is_err(), "the connection is reset: no answer at all");
+    control
+        .add_fault("fabrikam", &fault(FaultAction::CommitThenStatus { status: 504 }))
+        .await
+        .expect("fault");
+    let (status, _) = graph(&sim, &tok, Method::POST, "/groups", Some(new_group("gateway-gave-up"))).await;
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
+
+    // Both writes were applied: the groups exist, and the log tells what really happened.
+    let (_, groups) = graph(&sim, &tok, Method::GET, "/groups", None).await;
+    let names: Vec<&str> = groups["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|g| g["displayName"].as_str())
+        .collect();
+    assert!(
+        names.contains(&"lost-answer") && names.contains(&"gateway-gave-up"),
+        "{names:?}"
+    );
+    let log = control
+        .requests(&tenant_sim::store::RequestLogQuery {
+            method: Some("POST".into()),
+            path_prefix: Some("/v1.0/groups".into()),
+            ..Default::default()
+        })
+        .await
+        .expect("log");
+    let faults: Vec<(String, Option<u16>, u16)> = log
+        .iter()
+        .map(|e| {
+            let f = e.fault.clone().expect("both were faulted");
+            (f.kind, f.applied_status, e.status)
+        })
+        .collect();
+    assert_eq!(
+        faults,
+        [
+            ("commit_then_reset".to_string(), Some(201), 0),
+            ("commit_then_status".to_string(), Some(201), 504)
+        ]
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn chaos_injects_faults_at_its_rates_and_says_so_in_the_log() {
+    let sim = sim_with(seed("fabrikam", 0, 1)).await;
+    let tok = token(&sim, "fabrikam", FULL_APP).await;
+    let spec = tenant_sim::chaos::ChaosSpec {
+        seed: 1,
+        throttle: 0.3,
+        server_error: 0.2,
+        ..Default::default()
+    };
+    sim.client().set_chaos("fabrikam", &spec).await.expect("chaos on");
+    let mut statuses = std::collections::BTreeMap::new();
+    for _ in 0..100 {
+        let (status, _) = graph(&sim, &tok, Method::GET, "/groups", None).await;
+        *statuses.entry(status.as_u16()).or_insert(0) += 1;
+    }
+    let throttled = statuses.get(&429).copied().unwrap_or(0);
+    let ok = statuses.get(&200).copied().unwrap_or(0);
+    assert!((15..=45).contains(&throttled), "{statuses:?}");
+    assert!((35..=70).contains(&ok), "{statuses:?}");
+    let log = sim.client().requests(&Default::default()).await.expect("log");
+    let chaos = log
+        .iter()
+        .filter(|e| e.fault.as_ref().is_some_and(|f| f.source == "chaos"))
+        .count();
+    assert_eq!(chaos, 100 - ok, "every faulted answer is marked");
+    sim.client().clear_chaos("fabrikam").await.expect("chaos off");
+    assert_eq!(graph(&sim, &tok, Method::GET, "/groups", None).await.0, StatusCode::OK);
+    let bad = tenant_sim::chaos::ChaosSpec {
+        reset: 2.0,
+        ..Default::default()
+    };
+    assert!(sim.client().set_chaos("fabrikam", &bad).await.is_err());
+    sim.shutdown().await;
+}

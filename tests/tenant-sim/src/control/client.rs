@@ -9,6 +9,7 @@ use serde_json::Value;
 use super::types::{
     AppTokenRequest, FaultAdded, IssuedToken, MdmAuthority, Permissions, SkuUnits, TenantInfo, UserTokenRequest,
 };
+use crate::chaos::ChaosSpec;
 use crate::faults::{Fault, FaultSpec};
 use crate::knobs::Knobs;
 use crate::seeds::{AppSeed, ObjectsSeed, TenantSeed};
@@ -178,6 +179,27 @@ impl SimClient {
         self.send::<()>(
             reqwest::Method::DELETE,
             &format!("/tenants/{}/faults", seg(tenant)),
+            None,
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// `PUT /_sim/tenants/{t}/chaos`: random faults at these rates from now on.
+    pub async fn set_chaos(&self, tenant: &str, spec: &ChaosSpec) -> Result<ChaosSpec, ClientError> {
+        self.call(
+            reqwest::Method::PUT,
+            &format!("/tenants/{}/chaos", seg(tenant)),
+            Some(spec),
+        )
+        .await
+    }
+
+    /// `DELETE /_sim/tenants/{t}/chaos`: no more random faults.
+    pub async fn clear_chaos(&self, tenant: &str) -> Result<(), ClientError> {
+        self.send::<()>(
+            reqwest::Method::DELETE,
+            &format!("/tenants/{}/chaos", seg(tenant)),
             None,
         )
         .await

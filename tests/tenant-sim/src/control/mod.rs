@@ -20,6 +20,7 @@ use types::{
     AppTokenRequest, FaultAdded, IssuedToken, MdmAuthority, Permissions, SkuUnits, TenantInfo, UserTokenRequest,
 };
 
+use crate::chaos::{Chaos, ChaosSpec};
 use crate::faults::{Fault, FaultSpec};
 use crate::identity::{ACCESS_TOKEN_LIFETIME_SECS, issue_app_token, issue_user_token};
 use crate::knobs::Knobs;
@@ -92,6 +93,7 @@ pub fn router() -> Router<AppState> {
             "/tenants/{t}/faults",
             get(list_faults).post(add_fault).delete(clear_faults),
         )
+        .route("/tenants/{t}/chaos", get(get_chaos).put(set_chaos).delete(clear_chaos))
         .route("/tenants/{t}/apps", post(add_app))
         .route("/tenants/{t}/apps/{client_id}/permissions", put(set_permissions))
         .route("/tenants/{t}/skus/{sku}/units", put(set_sku_units))
@@ -176,6 +178,29 @@ async fn add_fault(
 async fn clear_faults(State(app): State<AppState>, Path(t): Path<String>) -> Result<StatusCode, ControlError> {
     with_tenant(&app, &t, |t| {
         t.faults.clear();
+        Ok(StatusCode::NO_CONTENT)
+    })
+}
+
+async fn get_chaos(State(app): State<AppState>, Path(t): Path<String>) -> Answer<Option<ChaosSpec>> {
+    with_tenant(&app, &t, |t| Ok(Json(t.chaos.as_ref().map(|c| c.spec().clone()))))
+}
+
+async fn set_chaos(
+    State(app): State<AppState>,
+    Path(t): Path<String>,
+    Body(spec): Body<ChaosSpec>,
+) -> Answer<ChaosSpec> {
+    spec.validate().map_err(|e| ControlError(StatusCode::BAD_REQUEST, e))?;
+    with_tenant(&app, &t, |t| {
+        t.chaos = Some(Chaos::new(spec.clone()));
+        Ok(Json(spec))
+    })
+}
+
+async fn clear_chaos(State(app): State<AppState>, Path(t): Path<String>) -> Result<StatusCode, ControlError> {
+    with_tenant(&app, &t, |t| {
+        t.chaos = None;
         Ok(StatusCode::NO_CONTENT)
     })
 }

@@ -138,6 +138,7 @@ pub async fn run(
             .depends_on
             .iter()
             .any(|d| statuses.get(d).is_none_or(|s| *s >= 400));
+        let mut fault = None;
         let answer = if failed_dependency {
             Err(GraphError::new(
                 StatusCode::FAILED_DEPENDENCY,
@@ -145,10 +146,11 @@ pub async fn run(
                 "A request this one depends on failed.",
             ))
         } else {
-            let outcome = {
+            let (outcome, injected) = {
                 let mut st = app.shared.lock();
                 execute(&mut st, caller, &sub, base, Instant::now())
             };
+            fault = injected;
             match outcome {
                 Outcome::Answer(r) => r,
                 Outcome::Reset => Err(GraphError::new(
@@ -185,6 +187,7 @@ pub async fn run(
             request_id: request_id.clone(),
             body: logged,
             batch_request_id: Some(batch_request_id.to_string()),
+            fault,
         });
         let mut headers = Map::new();
         headers.insert("request-id".into(), json!(request_id));

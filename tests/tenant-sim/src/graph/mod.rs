@@ -28,7 +28,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use tokio::time::Instant;
 
-use crate::faults::{self, FaultAction, MAX_HANG_MS};
+use crate::faults::{self, FaultAction, InjectedFault, MAX_HANG_MS};
 use crate::server::{AppState, Connection};
 use crate::store::{Quota, RequestLogEntry, SimState, Tenant};
 pub use odata::GraphError;
@@ -427,24 +427,50 @@ pub fn authenticate(state: &SimState, headers: &HeaderMap) -> Result<Caller, Gra
     })
 }
 
-/// Executes one request against the caller's tenant: faults, route, permissions, throttling, handler.
-pub fn execute(state: &mut SimState, caller: &Caller, req: &GraphRequest, base: &str, now: Instant) -> Outcome {
+/// Executes one request against the caller's tenant: faults (listed, then chaos), route,
+/// permissions, throttling, handler. Answers the outcome and the fault injected, if any.
+pub fn execute(
+    state: &mut SimState,
+    caller: &Caller,
+    req: &GraphRequest,
+    base: &str,
+    now: Instant,
+) -> (Outcome, Option<InjectedFault>) {
     let tenant = match state.tenant_mut(&caller.tenant_id) {
         Some(t) => t,
         None => {
-            return answer_err(GraphError::unauthenticated(
-                "The tenant of the access token no longer exists.",
-            ));
+            let e = GraphError::unauthenticated("The tenant of the access token no longer exists.");
+            return (answer_err(e), None);
         }
     };
     let full_path = format!("/v1.0{}", req.path);
-    if let Some(action) = faults::take_matching(&mut tenant.faults, req.method.as_str(), &full_path) {
-        return fault_outcome(action);
+    let listed = faults::take_matching(&mut tenant.faults, req.method.as_str(), &full_path).map(|a| (a, "fault"));
+    let fault = listed.or_else(|| {
+        tenant
+            .chaos
+            .as_mut()
+            .and_then(|c| c.roll(req.method.as_str()))
+            .map(|a| (a, "chaos"))
+    });
+    let Some((action, source)) = fault else {
+        return (Outcome::Answer(route_and_run(tenant, caller, req, base, now)), None);
+    };
+    let mut injected = InjectedFault {
+        kind: action.name().to_string(),
+        source: source.to_string(),
+        applied_status: None,
+    };
+    if action.commits_first() {
+        let applied = route_and_run(tenant, caller, req, base, now);
+        injected.applied_status = Some(match &applied {
+            Ok(r) => r.status.as_u16(),
+            Err(e) => e.status.as_u16(),
+        });
     }
-    Outcome::Answer(route_and_run(tenant, caller, req, base, now))
+    (fault_outcome(action), Some(injected))
 }
 
-/// What a matched fault does to a request.
+/// What a matched fault does to a request (for `commit_then_*`, after it was carried out).
 fn fault_outcome(action: FaultAction) -> Outcome {
     match action {
         FaultAction::Status {
@@ -458,8 +484,14 @@ fn fault_outcome(action: FaultAction) -> Outcome {
             err.retry_after = retry_after;
             answer_err(err)
         }
-        FaultAction::Reset => Outcome::Reset,
-        FaultAction::Hang { ms } => Outcome::Hang(Duration::from_millis(ms.min(MAX_HANG_MS))),
+        FaultAction::CommitThenStatus { status } => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::GATEWAY_TIMEOUT);
+            answer_err(GraphError::new(status, default_code(status), "Injected fault."))
+        }
+        FaultAction::Reset | FaultAction::CommitThenReset => Outcome::Reset,
+        FaultAction::Hang { ms } | FaultAction::CommitThenHang { ms } => {
+            Outcome::Hang(Duration::from_millis(ms.min(MAX_HANG_MS)))
+        }
     }
 }
 
@@ -729,6 +761,7 @@ pub async fn handle(
         request_id: request_id.clone(),
         body: None,
         batch_request_id: None,
+        fault: None,
     };
     let parsed_body = if body.is_empty() {
         Ok(None)
@@ -778,12 +811,21 @@ pub async fn handle(
                 .and_then(|t| faults::take_matching(&mut t.faults, req.method.as_str(), "/v1.0/$batch"))
         };
         match fault {
-            Some(action) => fault_outcome(action),
+            Some(action) => {
+                entry.fault = Some(InjectedFault {
+                    kind: action.name().to_string(),
+                    source: "fault".into(),
+                    applied_status: None,
+                });
+                fault_outcome(action)
+            }
             None => Outcome::Answer(batch::run(&app, &caller, &req, &base, &request_id).await),
         }
     } else {
         let mut st = app.shared.lock();
-        execute(&mut st, &caller, &req, &base, Instant::now())
+        let (outcome, fault) = execute(&mut st, &caller, &req, &base, Instant::now());
+        entry.fault = fault;
+        outcome
     };
     match outcome {
         Outcome::Answer(r) => {
