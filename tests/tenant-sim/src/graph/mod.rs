@@ -837,10 +837,13 @@ pub async fn handle(
             conn.reset().await
         }
         Outcome::Hang(d) => {
+            // Logged before the hang: a client that gives up first drops this future with it.
+            entry.status = StatusCode::GATEWAY_TIMEOUT.as_u16();
+            app.record(entry);
             tokio::time::sleep(d).await;
             let err = GraphError::new(StatusCode::GATEWAY_TIMEOUT, "GatewayTimeout", "Injected hang ended.");
             let r = GraphResponse::error(&err, &request_id, client_request_id.as_deref());
-            app.answer(entry, r, &request_id, client_request_id.as_deref())
+            into_http(r, &request_id, client_request_id.as_deref())
         }
     }
 }
