@@ -11,7 +11,7 @@ use reqwest::Method;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::client::{Query, TenantGraph};
+use crate::client::{Query, TenantGraph, is_idempotent};
 use crate::error::{ApiError, GraphError, Result, parse_retry_after};
 use crate::limiter::RequestKind;
 
@@ -65,9 +65,12 @@ impl BatchItem {
         }
     }
 
+    fn method(&self) -> Method {
+        Method::from_bytes(self.method.to_ascii_uppercase().as_bytes()).unwrap_or(Method::POST)
+    }
+
     fn kind(&self) -> RequestKind {
-        let method = Method::from_bytes(self.method.as_bytes()).unwrap_or(Method::POST);
-        RequestKind::of(&method, &self.url)
+        RequestKind::of(&self.method(), &self.url)
     }
 }
 
@@ -84,6 +87,8 @@ pub struct BatchResult {
     pub body: serde_json::Value,
     /// Times the item was sent.
     pub attempts: u32,
+    /// A POST item answered 5xx: Graph may have carried it out, so it was not re-sent.
+    pub outcome_unknown: bool,
 }
 
 impl BatchResult {
@@ -125,6 +130,7 @@ impl BatchResult {
             )),
             lag_window_passed: false,
             next_backoff: policy.backoff(self.attempts),
+            outcome_unknown: self.outcome_unknown,
         })
     }
 
@@ -199,7 +205,11 @@ async fn run_chunk(graph: &TenantGraph, chunk: &[BatchItem]) -> Result<Vec<Batch
             problem: format!("cannot serialise: {e}"),
         })?;
         let url = graph.url("$batch", &Query::default())?;
-        let resp = graph.send(Method::POST, url, Some(body), false, "$batch").await?;
+        // The batch may be re-sent after a lost answer only if every item in it may be.
+        let idempotent = pending.iter().all(|&i| is_idempotent(&chunk[i].method()));
+        let resp = graph
+            .send_call(Method::POST, url, Some(body), false, "$batch", idempotent)
+            .await?;
         let answer: BatchResponse = graph.decode(&Method::POST, "$batch", &resp.body)?;
         let mut retry: Vec<usize> = Vec::new();
         let mut wait = Duration::ZERO;
@@ -208,16 +218,19 @@ async fn run_chunk(graph: &TenantGraph, chunk: &[BatchItem]) -> Result<Vec<Batch
                 tracing::warn!(id = item.id, "$batch answered an id that was not asked; ignored");
                 continue;
             };
+            let outcome_unknown = item.status >= 500 && !is_idempotent(&chunk[i].method());
             let result = BatchResult {
                 id: item.id,
                 status: item.status,
                 headers: item.headers,
                 body: item.body,
                 attempts: attempt,
+                outcome_unknown,
             };
             // 429 and 5xx items are re-sent; a 404 item is left to the caller, who knows whether
-            // the object may still be replicating.
+            // the object may still be replicating; a POST answered 5xx may have been carried out.
             let retryable = !result.is_success()
+                && !outcome_unknown
                 && result.status != 404
                 && graph
                     .classify_item(result.status, result.retry_after())
@@ -229,9 +242,9 @@ async fn run_chunk(graph: &TenantGraph, chunk: &[BatchItem]) -> Result<Vec<Batch
             }
             results[i] = Some(result);
         }
-        // An item Graph did not answer at all is re-sent too.
+        // An item Graph did not answer at all is re-sent too, unless it is a POST.
         for &i in &pending {
-            if results[i].is_none() {
+            if results[i].is_none() && is_idempotent(&chunk[i].method()) {
                 retry.push(i);
                 wait = wait.max(policy.backoff(attempt));
             }
@@ -259,6 +272,7 @@ async fn run_chunk(graph: &TenantGraph, chunk: &[BatchItem]) -> Result<Vec<Batch
                 headers: BTreeMap::new(),
                 body: serde_json::json!({"error": {"code": "NoBatchAnswer", "message": "Graph gave no answer for this $batch item"}}),
                 attempts: attempt,
+                outcome_unknown: !is_idempotent(&item.method()),
             })
         })
         .collect())
@@ -296,6 +310,7 @@ mod tests {
             headers,
             body: serde_json::Value::Null,
             attempts: 1,
+            outcome_unknown: false,
         };
         assert_eq!(r.retry_after(), Some(Duration::from_millis(2500)));
         assert!(!r.is_success());

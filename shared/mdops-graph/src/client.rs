@@ -239,6 +239,16 @@ struct Call<'a> {
     body: Option<Vec<u8>>,
     eventual: bool,
     path: &'a str,
+    /// Whether sending it twice leaves the tenant as sending it once (see [`is_idempotent`]).
+    idempotent: bool,
+}
+
+/// Whether a request may be sent again after an answer that leaves its outcome unknown (a timeout,
+/// a reset connection, a 5xx): GET, PUT, PATCH and DELETE leave the same state when repeated; a
+/// POST may create a second object (groups and device configurations are not unique by name), so
+/// it is never re-sent blind: the caller finds by its natural key first.
+pub fn is_idempotent(method: &Method) -> bool {
+    method != Method::POST
 }
 
 /// Graph calls for one customer tenant. Cheap to clone.
@@ -420,7 +430,8 @@ impl TenantGraph {
         })
     }
 
-    /// Sends one logical request through the retry loop, answering its 2xx response.
+    /// Sends one logical request through the retry loop, answering its 2xx response. A POST is
+    /// not re-sent after an answer that leaves its outcome unknown ([`GraphError::outcome_unknown`]).
     pub async fn send(
         &self,
         method: Method,
@@ -429,12 +440,27 @@ impl TenantGraph {
         eventual: bool,
         path: &str,
     ) -> Result<GraphResponse> {
+        let idempotent = is_idempotent(&method);
+        self.send_call(method, url, body, eventual, path, idempotent).await
+    }
+
+    /// [`Self::send`] with the caller's word on idempotency (a `$batch` POST of reads only is).
+    pub(crate) async fn send_call(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<Vec<u8>>,
+        eventual: bool,
+        path: &str,
+        idempotent: bool,
+    ) -> Result<GraphResponse> {
         self.run(Call {
             method,
             url,
             body,
             eventual,
             path,
+            idempotent,
         })
         .await
     }
@@ -495,6 +521,8 @@ impl TenantGraph {
                 Ok(Attempt::Failed(error)) => {
                     let backoff = policy.backoff(attempt);
                     let lag_window_passed = error.status == 404 && started.elapsed() >= policy.lag_window;
+                    // A 5xx comes after Graph read the request: it may have been carried out.
+                    let outcome_unknown = !call.idempotent && error.status >= 500;
                     GraphError::Api {
                         tenant: self.tenant.clone(),
                         method: call.method.to_string(),
@@ -503,6 +531,7 @@ impl TenantGraph {
                         error: Box::new(error),
                         lag_window_passed,
                         next_backoff: backoff,
+                        outcome_unknown,
                     }
                 }
                 Err((kind, message)) => GraphError::Transport(Box::new(TransportFailure {
@@ -514,10 +543,20 @@ impl TenantGraph {
                     client_request_id: client_request_id.clone(),
                     attempts: attempt,
                     retry_after: policy.backoff(attempt),
+                    // A connection never made carried nothing; a timeout or a reset may have.
+                    outcome_unknown: !call.idempotent && kind != TransportKind::Connect,
                 })),
             };
             let class = failure.classification();
             let _enter = span.enter();
+            if failure.outcome_unknown() {
+                tracing::warn!(
+                    code = failure.code(),
+                    "Graph write's outcome is unknown (it may have been applied); not re-sent: {}",
+                    failure.reason()
+                );
+                return Err(failure);
+            }
             match class.retry_after() {
                 Some(wait) if attempt < policy.max_attempts && wait <= policy.max_in_process_wait => {
                     tracing::info!(
@@ -623,10 +662,11 @@ enum Attempt {
 }
 
 fn transport_failure(e: reqwest::Error) -> (TransportKind, String) {
-    let kind = if e.is_timeout() {
-        TransportKind::Timeout
-    } else if e.is_connect() {
+    // Connect first: a connect timeout also counts as a timeout, but nothing was sent.
+    let kind = if e.is_connect() {
         TransportKind::Connect
+    } else if e.is_timeout() {
+        TransportKind::Timeout
     } else {
         TransportKind::Reset
     };

@@ -195,6 +195,8 @@ pub struct TransportFailure {
     pub attempts: u32,
     /// Backoff suggested for the next try.
     pub retry_after: Duration,
+    /// A non-idempotent request (a POST) that may have been carried out before the answer was lost.
+    pub outcome_unknown: bool,
 }
 
 /// Every way a Graph call can fail.
@@ -221,6 +223,8 @@ pub enum GraphError {
         lag_window_passed: bool,
         /// Our backoff for the next try, used when the answer carried no `Retry-After`.
         next_backoff: Duration,
+        /// A non-idempotent request (a POST) answered 5xx: Graph may have carried it out.
+        outcome_unknown: bool,
     },
     /// No answer: timeout, connection refused or reset.
     #[error(
@@ -383,11 +387,28 @@ impl GraphError {
         }
     }
 
+    /// True when a write (a POST) failed in a way that leaves its outcome unknown: a timeout, a
+    /// reset connection or a 5xx after it was sent. Graph may have carried it out, so it must not
+    /// be sent again blind: find the object by its natural key first (through replication lag).
+    /// The client never re-sends such a request itself.
+    pub fn outcome_unknown(&self) -> bool {
+        match self {
+            GraphError::Api { outcome_unknown, .. } => *outcome_unknown,
+            GraphError::Transport(t) => t.outcome_unknown,
+            _ => false,
+        }
+    }
+
     /// A short reason for a dead letter: the Graph code and message, no secrets, no ids.
     pub fn reason(&self) -> String {
-        match self {
+        let reason = match self {
             GraphError::Api { error, .. } => format!("{} {}: {}", error.status, error.code, error.message),
             other => other.to_string(),
+        };
+        if self.outcome_unknown() {
+            format!("{reason} (outcome unknown: the write may have been applied)")
+        } else {
+            reason
         }
     }
 
@@ -485,6 +506,7 @@ mod tests {
             )),
             lag_window_passed: false,
             next_backoff: Duration::from_secs(2),
+            outcome_unknown: false,
         }
     }
 

@@ -32,7 +32,7 @@ pub mod limiter;
 pub mod resources;
 
 pub use batch::{BatchItem, BatchResult, MAX_BATCH_ITEMS};
-pub use client::{DEFAULT_MAX_PAGES, GraphClient, GraphResponse, Query, TenantGraph, odata_string};
+pub use client::{DEFAULT_MAX_PAGES, GraphClient, GraphResponse, Query, TenantGraph, is_idempotent, odata_string};
 pub use config::{GraphConfig, RetryPolicy, Timeouts};
 pub use credentials::{CertificateSource, CredentialSource, TokenError};
 pub use error::{ApiError, ErrorClass, ErrorDetail, GraphError, Result};

@@ -859,3 +859,60 @@ async fn the_limiter_keeps_intune_writes_under_the_quota() {
         matches!(e.classification(), ErrorClass::Throttled { retry_after } if retry_after > Duration::from_millis(100))
     );
 }
+
+#[tokio::test]
+async fn a_post_whose_answer_was_lost_is_never_re_sent() {
+    let (sim, t) = one_tenant("contoso", json!({})).await;
+    let mut config = fast_config(&sim);
+    config.timeouts.request = Duration::from_millis(400);
+    let client = client_for(config, &t);
+    let graph = client.tenant(&t.id);
+    let control = sim.client();
+    graph.get_organization().await.expect("warm");
+    let lost = [
+        FaultAction::CommitThenReset,
+        FaultAction::CommitThenStatus { status: 504 },
+        FaultAction::CommitThenHang { ms: 1_000 },
+    ];
+    for (i, action) in lost.into_iter().enumerate() {
+        control
+            .add_fault(&t.id, &fault("POST", "/v1.0/groups", 1, action.clone()))
+            .await
+            .unwrap();
+        let e = graph
+            .create_group(&NewGroup::security(&format!("Lost {i}"), &format!("lost{i}"), None))
+            .await
+            .expect_err("the answer was lost");
+        assert!(e.outcome_unknown(), "{action:?}: {e}");
+        assert!(e.reason().contains("outcome unknown"), "{}", e.reason());
+        assert!(matches!(e.classification(), ErrorClass::Transient { .. }), "{e}");
+    }
+    let posts: Vec<_> = requests(&sim, &t.id, Some("/v1.0/groups"))
+        .await
+        .into_iter()
+        .filter(|r| r.method == "POST")
+        .collect();
+    assert_eq!(posts.len(), 3, "each create sent once: {posts:?}");
+    let groups = control.counts(&t.id).await.unwrap()["groups"];
+    assert_eq!(groups, 3, "three creates, three groups, no second copy");
+
+    // A 429 means Graph did not carry the request out: a throttled create is retried.
+    control
+        .add_fault(&t.id, &fault("POST", "/v1.0/groups", 1, status(429, Some("0.1"))))
+        .await
+        .unwrap();
+    graph
+        .create_group(&NewGroup::security("Throttled", "throttled", None))
+        .await
+        .expect("a throttled create is sent again");
+    // A read whose answer was lost is still retried.
+    control
+        .add_fault(&t.id, &fault("GET", "/v1.0/groups", 1, FaultAction::CommitThenReset))
+        .await
+        .unwrap();
+    graph
+        .find_groups_by_display_name("Throttled")
+        .await
+        .expect("a read is retried after a reset");
+    assert_eq!(control.counts(&t.id).await.unwrap()["groups"], 4);
+}
