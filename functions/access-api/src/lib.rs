@@ -22,7 +22,7 @@ pub const AUTHORITY_ENV: &str = "MDOPS_AUTHORITY";
 
 /// The router's state: the access service and the token validator, built once.
 pub async fn state_from_env() -> anyhow::Result<ApiState> {
-    let deps = mdops_handlers::lambda::deps_from_env().await?;
+    let deps = mdops_lambda::deps_from_env().await?;
     let audience = std::env::var(AUDIENCE_ENV).with_context(|| format!("{AUDIENCE_ENV} is not set"))?;
     let settings = load_settings(deps.store.as_ref())
         .await
@@ -42,7 +42,7 @@ pub async fn state_from_env() -> anyhow::Result<ApiState> {
     auth.allowed_tenants = tenants;
     let authority = std::env::var(AUTHORITY_ENV)
         .ok()
-        .or_else(|| std::env::var(mdops_handlers::lambda::SIM_URL_ENV).ok());
+        .or_else(|| std::env::var(mdops_lambda::SIM_URL_ENV).ok());
     if let Some(host) = authority {
         auth.jwks_base = url::Url::parse(&format!("{}/", host.trim_end_matches('/'))).context(AUTHORITY_ENV)?;
     }

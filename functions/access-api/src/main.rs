@@ -4,7 +4,7 @@ use lambda_http::Error;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    mdops_handlers::lambda::init_logging();
+    mdops_lambda::init_logging();
     let state = access_api::state_from_env().await?;
     lambda_http::run(mdops_access_api::router(state)).await
 }

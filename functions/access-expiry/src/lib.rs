@@ -28,7 +28,7 @@ impl Function {
     /// Builds the clients from the environment (`MDOPS_PREFIX`, optionally `MDOPS_SIM_URL`).
     pub async fn from_env() -> anyhow::Result<Self> {
         Ok(Function {
-            deps: mdops_handlers::lambda::deps_from_env().await?,
+            deps: mdops_lambda::deps_from_env().await?,
         })
     }
 
@@ -42,7 +42,7 @@ impl Function {
 
     /// One batch of access-queue messages.
     pub async fn work(&self, event: SqsEvent) -> SqsBatchResponse {
-        mdops_handlers::lambda::sqs_batch(QueueName::Access, event, &self.deps, |message| {
+        mdops_lambda::sqs_batch(QueueName::Access, event, &self.deps, |message| {
             let deps = self.deps.clone();
             async move { mdops_handlers::access::handle(&message.body, message.receive_count, &deps).await }
         })

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    mdops_handlers::lambda::init_logging();
+    mdops_lambda::init_logging();
     let function = Function::from_env().await?;
     let function = &function;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {

@@ -7,8 +7,8 @@
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use mdops_core::onboarding::TENANT_ENROLLED;
 use mdops_core::queue::{Failure, QueueError, QueueName};
-use mdops_handlers::lambda::StartupError;
 use mdops_handlers::{Deps, Disposition};
+use mdops_lambda::StartupError;
 
 /// Why an invocation failed (Lambda retries it, then sends it to the function's failure destination).
 #[derive(Debug, thiserror::Error)]
@@ -37,7 +37,7 @@ impl Function {
     /// Builds the clients from the environment (`MDOPS_PREFIX`, the standard AWS variables).
     pub async fn from_env() -> Result<Self, StartupError> {
         Ok(Function {
-            deps: mdops_handlers::lambda::deps_from_env().await?,
+            deps: mdops_lambda::deps_from_env().await?,
         })
     }
 

@@ -6,7 +6,7 @@ use lambda_runtime::{Error, LambdaEvent, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    mdops_handlers::lambda::init_logging();
+    mdops_lambda::init_logging();
     let function = Function::from_env().await?;
     let function = &function;
     lambda_runtime::run(service_fn(

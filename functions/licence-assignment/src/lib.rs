@@ -11,8 +11,8 @@ use std::sync::Arc;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use mdops_core::queue::QueueName;
 use mdops_handlers::Deps;
-use mdops_handlers::lambda::{StartupError, deps_from_env, sqs_batch};
 use mdops_handlers::licences::{LicenceSettings, Licensing, handle_with};
+use mdops_lambda::{StartupError, deps_from_env, sqs_batch};
 
 /// What the function keeps between invocations: the ports and the licence handler's state.
 pub struct Function {

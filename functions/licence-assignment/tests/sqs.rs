@@ -482,7 +482,7 @@ async fn the_batch_glue_reports_only_redelivered_records_and_dead_letters_with_t
     let mut event = SqsEvent::default();
     event.records = records.clone();
     let deps = rig.function.deps.clone();
-    let response = mdops_handlers::lambda::sqs_batch(QueueName::Licences, event.clone(), &deps, |m| {
+    let response = mdops_lambda::sqs_batch(QueueName::Licences, event.clone(), &deps, |m| {
         let now = chrono::Utc::now();
         async move {
             match m.body.as_str() {

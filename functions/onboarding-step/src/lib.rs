@@ -8,7 +8,7 @@
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use mdops_core::queue::QueueName;
 use mdops_handlers::Deps;
-use mdops_handlers::lambda::StartupError;
+use mdops_lambda::StartupError;
 
 /// Overdue steps re-sent per scheduled run; the rest wait for the next minute.
 pub const OVERDUE_PER_RUN: usize = 500;
@@ -22,13 +22,13 @@ impl Function {
     /// Builds the clients from the environment (`MDOPS_PREFIX`, the standard AWS variables).
     pub async fn from_env() -> Result<Self, StartupError> {
         Ok(Function {
-            deps: mdops_handlers::lambda::deps_from_env().await?,
+            deps: mdops_lambda::deps_from_env().await?,
         })
     }
 
     /// One batch of onboarding-step messages.
     pub async fn work(&self, event: SqsEvent) -> SqsBatchResponse {
-        mdops_handlers::lambda::sqs_batch(QueueName::Onboarding, event, &self.deps, |message| {
+        mdops_lambda::sqs_batch(QueueName::Onboarding, event, &self.deps, |message| {
             let deps = self.deps.clone();
             async move { mdops_handlers::onboarding::handle_step(&message.body, message.receive_count, &deps).await }
         })

@@ -2,8 +2,9 @@
 //!
 //! A handler takes one queue message and the ports ([`Deps`]) and returns a [`Disposition`]: what
 //! the transport must do with the message (delete it, dead-letter it with a reason, or leave it to
-//! come back). The embedded [`worker`] and the Lambda functions under `functions/` are the two
-//! transports; neither contains domain logic.
+//! come back). The embedded [`worker`] and the Lambda functions under `functions/` (their shared
+//! glue is the `mdops-lambda` crate) are the two transports; neither contains domain logic. This
+//! crate depends on the ports, never on an adapter.
 //!
 //! Layout:
 //! - [`deps`]: the ports a handler gets (store, queue, Graph per tenant, clock).
@@ -14,8 +15,6 @@
 //! - [`disposition`]: what to do with a message, and how a Graph error becomes a step outcome.
 //! - [`licences`]: the licence-change handler (one user per message) and the fan-out behind
 //!   `mdops licences assign`.
-//! - `lambda` (feature `lambda`): what the Lambda functions share: SQS-batch glue (partial batch
-//!   failures), ports from the environment, logging.
 //! - [`onboarding`]: enrollment and the onboarding-step handler; one file per step in
 //!   [`onboarding::steps`].
 //! - [`operators`]: dead letters for operators: filter, show, replay (paced, audited), purge.
@@ -24,8 +23,6 @@
 pub mod access;
 pub mod deps;
 pub mod disposition;
-#[cfg(feature = "lambda")]
-pub mod lambda;
 pub mod licences;
 pub mod onboarding;
 pub mod operators;
