@@ -415,3 +415,91 @@ async fn enrollment_events_start_a_run_and_refused_ones_say_why() {
         other => panic!("a malformed event must be refused, got {other:?}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_whose_answer_was_lost_is_found_again_not_made_twice() {
+    use tenant_sim::faults::{FaultAction, FaultSpec};
+    let rig = Rig::start(|seed| {
+        seed.knobs = Knobs {
+            replication_lag_ms: 300,
+            ..Knobs::default()
+        };
+    })
+    .await;
+    let lose = |path: &str, action: FaultAction| FaultSpec {
+        method: Some("POST".into()),
+        path_prefix: path.into(),
+        count: 2,
+        action,
+    };
+    for fault in [
+        lose("/v1.0/groups", FaultAction::CommitThenReset),
+        lose(
+            "/v1.0/deviceManagement/deviceConfigurations",
+            FaultAction::CommitThenStatus { status: 504 },
+        ),
+        lose("/v1.0/users", FaultAction::CommitThenReset),
+    ] {
+        rig.control.add_fault(&rig.tenant_id, &fault).await.unwrap();
+    }
+    let before = rig.counts().await;
+    let view = rig.onboard(TIMEOUT).await;
+    assert_eq!(view.status(), RunStatus::Succeeded, "{:#?}", view.steps);
+    let after = rig.counts().await;
+    for (kind, n) in expected_growth() {
+        assert_eq!(
+            growth(&before, &after, kind),
+            n,
+            "{kind} made twice? {before:?} -> {after:?}"
+        );
+    }
+    let lost = rig
+        .requests()
+        .await
+        .into_iter()
+        .filter(|r| r.fault.as_ref().is_some_and(|f| f.applied_status.is_some()))
+        .count();
+    assert_eq!(lost, 6, "every lost answer was met");
+    assert!(
+        rig.deps
+            .queue
+            .dead_letters(QueueName::Onboarding, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_objects_with_a_natural_key_are_reported_not_one_adopted() {
+    use tenant_sim::seeds::GroupSeed;
+    let ids = [uuid::Uuid::new_v4(), uuid::Uuid::new_v4()];
+    let rig = Rig::start(|seed| {
+        for id in ids {
+            seed.objects.groups.push(GroupSeed {
+                display_name: "Modern Workplace Devices-Test".into(),
+                id: Some(id),
+                members: Vec::new(),
+            });
+        }
+    })
+    .await;
+    let view = rig.onboard(TIMEOUT).await;
+    assert_eq!(view.status(), RunStatus::Failed);
+    let step = view.step("group:test").unwrap();
+    assert_eq!(step.status, StepStatus::Failed);
+    let reason = step.last_error.clone().unwrap();
+    for id in ids {
+        assert!(reason.contains(&id.to_string()), "{reason}");
+    }
+    assert!(reason.contains("replay"), "says what to do: {reason}");
+    let dead = rig.deps.queue.dead_letters(QueueName::Onboarding, 10).await.unwrap();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0].failure.as_ref().unwrap().reason, reason);
+    let groups = rig.control.objects(&rig.tenant_id, "groups").await.unwrap();
+    let test_groups = groups
+        .iter()
+        .filter(|g| g["displayName"] == "Modern Workplace Devices-Test")
+        .count();
+    assert_eq!(test_groups, 2, "no third one was made");
+}

@@ -104,6 +104,52 @@ pub fn ensured(id: &str, created: bool) -> StepOutcome {
     StepOutcome::done(serde_json::json!({ "id": id, "created": created }))
 }
 
+/// The one way a step ensures an object whose natural key Graph does not keep unique (groups,
+/// device configurations): find every object with the key; exactly one is adopted, several are
+/// reported (never one picked silently); none is created, but only once the replication-lag
+/// window since an earlier attempt that may have created it has passed. A create whose answer
+/// was lost (`GraphError::outcome_unknown`) is never sent again blind: the step retries after the
+/// lag window, finding before it creates.
+pub async fn ensure<Create, Fut>(
+    ctx: &StepContext<'_>,
+    what: &str,
+    found: Vec<Named>,
+    create: Create,
+) -> Result<StepOutcome, GraphError>
+where
+    Create: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<Named, GraphError>>,
+{
+    match found.as_slice() {
+        [one] => return Ok(ensured(&one.id, false)),
+        [] => {}
+        several => {
+            let ids: Vec<&str> = several.iter().map(|o| o.id.as_str()).collect();
+            return Ok(StepOutcome::failed(format!(
+                "{what}: {} objects in tenant {} have this name ({}); mdops adopts exactly one and picks none                  of several. Keep the one in use, delete the others, then replay this step",
+                several.len(),
+                ctx.tenant.tenant_id,
+                ids.join(", ")
+            )));
+        }
+    }
+    if let Some(wait) = ctx.wait_before_create() {
+        return Ok(wait);
+    }
+    ctx.attempting_write();
+    match create().await {
+        Ok(created) => Ok(ensured(&created.id, true)),
+        Err(e) if e.outcome_unknown() => Ok(StepOutcome::retry(
+            ctx.lag_window,
+            format!(
+                "{what}: the create's answer was lost ({}); finding it by name before creating again",
+                e.reason()
+            ),
+        )),
+        Err(e) => Err(e),
+    }
+}
+
 /// Runs one step; a Graph error becomes `Retry` or `Failed` by its classification.
 pub async fn execute(kind: StepKind, ctx: &StepContext<'_>) -> StepOutcome {
     let result: Result<StepOutcome, GraphError> = match kind {

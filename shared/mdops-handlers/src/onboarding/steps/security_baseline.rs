@@ -4,19 +4,14 @@
 use mdops_core::outcome::StepOutcome;
 use mdops_graph::GraphError;
 
-use super::update_policy::find_configuration;
-use super::{Named, StepContext, ensured};
+use super::update_policy::find_configurations;
+use super::{StepContext, ensure};
 
 /// The baseline's display name.
 pub const DISPLAY_NAME: &str = "Modern Workplace Security Baseline";
 
 pub async fn run(ctx: &StepContext<'_>) -> Result<StepOutcome, GraphError> {
-    if let Some(found) = find_configuration(ctx, DISPLAY_NAME).await? {
-        return Ok(ensured(&found.id, false));
-    }
-    if let Some(wait) = ctx.wait_before_create() {
-        return Ok(wait);
-    }
+    let found = find_configurations(ctx, DISPLAY_NAME).await?;
     let body = serde_json::json!({
         "@odata.type": "#microsoft.graph.windows10EndpointProtectionConfiguration",
         "displayName": DISPLAY_NAME,
@@ -27,7 +22,8 @@ pub async fn run(ctx: &StepContext<'_>) -> Result<StepOutcome, GraphError> {
         "bitLockerEncryptDevice": true,
         "defenderSecurityCenterBlockExploitProtectionOverride": true,
     });
-    ctx.attempting_write();
-    let created: Named = ctx.graph.post("deviceManagement/deviceConfigurations", &body).await?;
-    Ok(ensured(&created.id, true))
+    ensure(ctx, &format!("security baseline {DISPLAY_NAME:?}"), found, || {
+        ctx.graph.post("deviceManagement/deviceConfigurations", &body)
+    })
+    .await
 }

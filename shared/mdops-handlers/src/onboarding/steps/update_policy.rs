@@ -6,7 +6,7 @@ use mdops_core::outcome::StepOutcome;
 use mdops_core::tenant::Ring;
 use mdops_graph::{GraphError, Query};
 
-use super::{MAX_PAGES, Named, StepContext, ensured};
+use super::{MAX_PAGES, Named, StepContext, ensure};
 
 /// The policy's display name for a ring.
 pub fn display_name(ring: Ring) -> String {
@@ -16,8 +16,8 @@ pub fn display_name(ring: Ring) -> String {
     )
 }
 
-/// Finds a device configuration by display name.
-pub async fn find_configuration(ctx: &StepContext<'_>, name: &str) -> Result<Option<Named>, GraphError> {
+/// Every device configuration with this display name.
+pub async fn find_configurations(ctx: &StepContext<'_>, name: &str) -> Result<Vec<Named>, GraphError> {
     let all: Vec<Named> = ctx
         .graph
         .list_all(
@@ -26,17 +26,15 @@ pub async fn find_configuration(ctx: &StepContext<'_>, name: &str) -> Result<Opt
             MAX_PAGES,
         )
         .await?;
-    Ok(all.into_iter().find(|c| c.display_name.as_deref() == Some(name)))
+    Ok(all
+        .into_iter()
+        .filter(|c| c.display_name.as_deref() == Some(name))
+        .collect())
 }
 
 pub async fn run(ctx: &StepContext<'_>, ring: Ring) -> Result<StepOutcome, GraphError> {
     let name = display_name(ring);
-    if let Some(found) = find_configuration(ctx, &name).await? {
-        return Ok(ensured(&found.id, false));
-    }
-    if let Some(wait) = ctx.wait_before_create() {
-        return Ok(wait);
-    }
+    let found = find_configurations(ctx, &name).await?;
     let deferral = ctx.tenant.settings.deferrals.get(ring);
     let body = serde_json::json!({
         "@odata.type": "#microsoft.graph.windowsUpdateForBusinessConfiguration",
@@ -49,7 +47,8 @@ pub async fn run(ctx: &StepContext<'_>, ring: Ring) -> Result<StepOutcome, Graph
         "driversExcluded": false,
         "businessReadyUpdatesOnly": "all",
     });
-    ctx.attempting_write();
-    let created: Named = ctx.graph.post("deviceManagement/deviceConfigurations", &body).await?;
-    Ok(ensured(&created.id, true))
+    ensure(ctx, &format!("update policy {name:?}"), found, || {
+        ctx.graph.post("deviceManagement/deviceConfigurations", &body)
+    })
+    .await
 }
