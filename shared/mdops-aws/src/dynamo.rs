@@ -1,6 +1,10 @@
 //! The [`Store`] port on DynamoDB: one table, `pk`/`sk` string keys, two global secondary indexes
 //! (`collection`: `coll_name`/`coll_sort`; `due`: `due_kind`/`due_at`), and the audit log as
-//! items under `~audit#<subject>` partitions.
+//! items under `~audit#<subject>` partitions, sort key `{time}#{random}`.
+//!
+//! Audit entries are written only by `Put` with `attribute_not_exists(pk)`, inside the transaction
+//! of the change they record; no code path updates or deletes one, and on AWS the functions' IAM
+//! policy (`infra/policies/audit-append-only.json`) denies `UpdateItem`/`DeleteItem` on those keys.
 //!
 //! Every put is an `Update` (so the version can be `if_not_exists(version, 0) + 1` whatever the
 //! condition), with `attribute_not_exists(pk)` for [`Condition::Absent`] and `#version = :expected`
@@ -14,18 +18,17 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata};
-use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Delete, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Delete, Put, TransactWriteItem, Update};
 use chrono::{DateTime, SecondsFormat, Utc};
 use mdops_core::store::{
-    AuditEntry, CollectionEntry, Condition, DueEntry, Key, MAX_TRANSACTION_WRITES, Record, Store, StoreError, Write,
+    AUDIT_PREFIX, AuditEntry, AuditPage, CollectionEntry, Condition, DueEntry, Key, MAX_AUDIT_PAGE, Record, Store,
+    StoreError, Write, validate_transaction,
 };
 
 /// Name of the collection index.
 pub const COLLECTION_INDEX: &str = "collection";
 /// Name of the due-time index.
 pub const DUE_INDEX: &str = "due";
-/// Partition prefix of audit entries; `~` sorts after every domain prefix and no domain key uses it.
-pub const AUDIT_PREFIX: &str = "~audit#";
 /// Times a transaction cancelled by a conflict with a concurrent one is tried again. Conflicts
 /// clear in milliseconds; after this many the caller gets `Unavailable` and retries later.
 const MAX_CONFLICT_RETRIES: u32 = 8;
@@ -139,6 +142,28 @@ fn put_update(table: &str, record: &mdops_core::store::NewRecord, condition: Con
         .map_err(|e| StoreError::Invalid(format!("update for {}: {e}", record.key)))
 }
 
+/// The item of an audit entry. Sort key: append time then the write's random part, so entries
+/// read back in the order written even when two share a timestamp.
+fn audit_item(key: &Key, entry: &AuditEntry) -> Result<HashMap<String, AttributeValue>, StoreError> {
+    let detail = serde_json::to_string(&entry.detail)
+        .map_err(|e| StoreError::Invalid(format!("audit detail for {}: {e}", entry.subject)))?;
+    Ok(HashMap::from([
+        ("pk".to_string(), s(&key.partition)),
+        (
+            "sk".to_string(),
+            s(format!("{}#{}", sortable_time(Utc::now()), key.sort)),
+        ),
+        ("subject".to_string(), s(&entry.subject)),
+        ("actor".to_string(), s(&entry.actor)),
+        ("action".to_string(), s(&entry.action)),
+        ("detail".to_string(), s(detail)),
+        ("at".to_string(), s(sortable_time(entry.at))),
+    ]))
+}
+
+/// Appends never replace: the key is new or the write fails.
+const AUDIT_CONDITION: &str = "attribute_not_exists(pk)";
+
 fn transact_item(table: &str, write: &Write) -> Result<TransactWriteItem, StoreError> {
     let versioned = |condition: Condition| {
         let (cond, values) = condition_expression(condition);
@@ -182,6 +207,15 @@ fn transact_item(table: &str, write: &Write) -> Result<TransactWriteItem, StoreE
                 .build()
                 .map_err(|e| StoreError::Invalid(format!("check of {key}: {e}")))?;
             TransactWriteItem::builder().condition_check(check).build()
+        }
+        Write::Audit { key, entry } => {
+            let put = Put::builder()
+                .table_name(table)
+                .set_item(Some(audit_item(key, entry)?))
+                .condition_expression(AUDIT_CONDITION)
+                .build()
+                .map_err(|e| StoreError::Invalid(format!("audit append for {key}: {e}")))?;
+            TransactWriteItem::builder().put(put).build()
         }
     })
 }
@@ -268,6 +302,7 @@ impl DynamoStore {
         names: HashMap<String, String>,
         values: HashMap<String, AttributeValue>,
         limit: Option<usize>,
+        forward: bool,
     ) -> Result<Vec<HashMap<String, AttributeValue>>, StoreError> {
         let mut items = Vec::new();
         let mut start: Option<HashMap<String, AttributeValue>> = None;
@@ -286,6 +321,7 @@ impl DynamoStore {
                 .set_expression_attribute_values(Some(values.clone()))
                 .set_limit(remaining.map(|r| i32::try_from(r).unwrap_or(i32::MAX)))
                 .set_exclusive_start_key(start.take())
+                .scan_index_forward(forward)
                 .send()
                 .await
                 .map_err(|e| unavailable("query", e))?;
@@ -340,6 +376,22 @@ impl DynamoStore {
                     .map_err(|e| (e.is_conditional_check_failed_exception(), unavailable("delete item", e)))
             }
             Write::Check { .. } => return self.transaction(std::slice::from_ref(write)).await,
+            Write::Audit { key, entry } => self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(audit_item(key, entry)?))
+                .condition_expression(AUDIT_CONDITION)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| e.into_service_error())
+                .map_err(|e| {
+                    (
+                        e.is_conditional_check_failed_exception(),
+                        unavailable("put audit entry", e),
+                    )
+                }),
         };
         match result {
             Ok(()) => Ok(()),
@@ -427,26 +479,14 @@ impl Store for DynamoStore {
             values.insert(":prefix".into(), s(sort_prefix));
             "pk = :p AND begins_with(sk, :prefix)"
         };
-        let items = self.query_items(None, condition, HashMap::new(), values, None).await?;
+        let items = self
+            .query_items(None, condition, HashMap::new(), values, None, true)
+            .await?;
         items.iter().map(decode).collect()
     }
 
     async fn transact(&self, writes: Vec<Write>) -> Result<(), StoreError> {
-        if writes.len() > MAX_TRANSACTION_WRITES {
-            return Err(StoreError::Invalid(format!(
-                "transaction has {} writes, over the maximum of {MAX_TRANSACTION_WRITES}",
-                writes.len()
-            )));
-        }
-        let mut seen = std::collections::HashSet::new();
-        for w in &writes {
-            if !seen.insert(w.key()) {
-                return Err(StoreError::Invalid(format!(
-                    "transaction writes {} more than once",
-                    w.key()
-                )));
-            }
-        }
+        validate_transaction(&writes)?;
         match writes.len() {
             0 => Ok(()),
             1 => self.single_write(&writes[0]).await,
@@ -472,7 +512,7 @@ impl Store for DynamoStore {
             names
         };
         let items = self
-            .query_items(Some(COLLECTION_INDEX), condition, names, values, Some(limit))
+            .query_items(Some(COLLECTION_INDEX), condition, names, values, Some(limit), true)
             .await?;
         items.iter().map(decode).collect()
     }
@@ -484,63 +524,71 @@ impl Store for DynamoStore {
         ]);
         let values = HashMap::from([(":k".to_string(), s(kind)), (":now".to_string(), s(sortable_time(now)))]);
         let items = self
-            .query_items(Some(DUE_INDEX), "#dk = :k AND #da <= :now", names, values, Some(limit))
+            .query_items(
+                Some(DUE_INDEX),
+                "#dk = :k AND #da <= :now",
+                names,
+                values,
+                Some(limit),
+                true,
+            )
             .await?;
         items.iter().map(decode).collect()
-    }
-
-    async fn append_audit(&self, entry: AuditEntry) -> Result<(), StoreError> {
-        let detail = serde_json::to_string(&entry.detail)
-            .map_err(|e| StoreError::Invalid(format!("audit detail for {}: {e}", entry.subject)))?;
-        // Sort key: append time then a random suffix, so entries read back in the order written
-        // even when two share a timestamp.
-        let sk = format!("{}#{}", sortable_time(Utc::now()), uuid::Uuid::new_v4().simple());
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .item("pk", s(format!("{AUDIT_PREFIX}{}", entry.subject)))
-            .item("sk", s(sk))
-            .item("subject", s(&entry.subject))
-            .item("actor", s(&entry.actor))
-            .item("action", s(&entry.action))
-            .item("detail", s(detail))
-            .item("at", s(sortable_time(entry.at)))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await
-            .map_err(|e| unavailable("put audit entry", e))?;
-        Ok(())
     }
 
     async fn audit(&self, subject: &str, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
         let values = HashMap::from([(":p".to_string(), s(format!("{AUDIT_PREFIX}{subject}")))]);
         let items = self
-            .query_items(None, "pk = :p", HashMap::new(), values, Some(limit))
+            .query_items(None, "pk = :p", HashMap::new(), values, Some(limit), true)
             .await?;
-        items
-            .iter()
-            .map(|item| {
-                let key = Key::new(
-                    format!("{AUDIT_PREFIX}{subject}"),
-                    get_s(item, "sk").ok().flatten().cloned().unwrap_or_default(),
-                );
-                let fields = || -> Result<AuditEntry, String> {
-                    let text = |name: &str| -> Result<String, String> {
-                        get_s(item, name)?.cloned().ok_or_else(|| format!("{name} is missing"))
-                    };
-                    Ok(AuditEntry {
-                        subject: text("subject")?,
-                        actor: text("actor")?,
-                        action: text("action")?,
-                        detail: serde_json::from_str(&text("detail")?)
-                            .map_err(|e| format!("detail is not JSON: {e}"))?,
-                        at: parse_time("at", &text("at")?)?,
-                    })
-                };
-                fields().map_err(|reason| StoreError::Corrupt { key, reason })
-            })
-            .collect()
+        items.iter().map(|item| audit_entry(subject, item)).collect()
     }
+
+    async fn audit_page(&self, subject: &str, before: Option<&str>, limit: usize) -> Result<AuditPage, StoreError> {
+        let limit = limit.clamp(1, MAX_AUDIT_PAGE);
+        let mut values = HashMap::from([(":p".to_string(), s(format!("{AUDIT_PREFIX}{subject}")))]);
+        let condition = match before {
+            Some(cursor) => {
+                values.insert(":before".into(), s(cursor));
+                "pk = :p AND sk < :before"
+            }
+            None => "pk = :p",
+        };
+        let items = self
+            .query_items(None, condition, HashMap::new(), values, Some(limit), false)
+            .await?;
+        let next = (items.len() == limit)
+            .then(|| items.last().and_then(|i| get_s(i, "sk").ok().flatten().cloned()))
+            .flatten();
+        Ok(AuditPage {
+            entries: items
+                .iter()
+                .map(|item| audit_entry(subject, item))
+                .collect::<Result<_, _>>()?,
+            next,
+        })
+    }
+}
+
+/// Decodes an audit item; any problem is `Corrupt` naming its key.
+fn audit_entry(subject: &str, item: &HashMap<String, AttributeValue>) -> Result<AuditEntry, StoreError> {
+    let key = Key::new(
+        format!("{AUDIT_PREFIX}{subject}"),
+        get_s(item, "sk").ok().flatten().cloned().unwrap_or_default(),
+    );
+    let fields = || -> Result<AuditEntry, String> {
+        let text = |name: &str| -> Result<String, String> {
+            get_s(item, name)?.cloned().ok_or_else(|| format!("{name} is missing"))
+        };
+        Ok(AuditEntry {
+            subject: text("subject")?,
+            actor: text("actor")?,
+            action: text("action")?,
+            detail: serde_json::from_str(&text("detail")?).map_err(|e| format!("detail is not JSON: {e}"))?,
+            at: parse_time("at", &text("at")?)?,
+        })
+    };
+    fields().map_err(|reason| StoreError::Corrupt { key, reason })
 }
 
 #[cfg(test)]

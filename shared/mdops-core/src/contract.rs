@@ -25,8 +25,8 @@ use tokio::time::Instant;
 
 use crate::queue::{DeadLetterCause, Failure, OutgoingMessage, Queue, QueueError, QueueName, QueueSettings};
 use crate::store::{
-    AuditEntry, CollectionEntry, Condition, DueEntry, Key, MAX_TRANSACTION_WRITES, NewRecord, Store, StoreError, Write,
-    put_if,
+    AUDIT_PREFIX, AuditEntry, CollectionEntry, Condition, DueEntry, Key, MAX_TRANSACTION_WRITES, NewRecord, Store,
+    StoreError, Write, put_if,
 };
 
 /// The queue settings every contract case runs with: a small receive limit so redrive is quick to
@@ -958,6 +958,152 @@ pub mod store {
         assert!(s.audit("access:none", 100).await.expect("audit none").is_empty());
     }
 
+    /// An audit entry written in a transaction commits with it, or not at all.
+    pub async fn audit_commits_with_its_transaction(s: Arc<dyn Store>) {
+        let s = &*s;
+        let entry = |action: &str| AuditEntry {
+            subject: "access:t1".into(),
+            actor: "user:tid/oid".into(),
+            action: action.into(),
+            detail: serde_json::json!({"upn": "bob@msp.example"}),
+            at: Utc::now().trunc_subsecs(3),
+        };
+        let key = Key::new("access#t1", "request");
+        s.transact(vec![
+            Write::Put {
+                record: record(&key, serde_json::json!({"state": "approved"})),
+                condition: Condition::Absent,
+            },
+            Write::audit(entry("approved")),
+        ])
+        .await
+        .expect("decision and its entry");
+        // The same decision again loses its condition: its entry is not written either.
+        let lost = s
+            .transact(vec![
+                Write::Put {
+                    record: record(&key, serde_json::json!({"state": "approved"})),
+                    condition: Condition::Absent,
+                },
+                Write::audit(entry("approved.again")),
+            ])
+            .await;
+        assert!(matches!(lost, Err(StoreError::ConditionFailed { .. })), "{lost:?}");
+        let trail = s.audit("access:t1", 10).await.expect("audit");
+        assert_eq!(
+            trail,
+            vec![entry("approved")]
+                .into_iter()
+                .map(|mut e| {
+                    e.at = trail[0].at;
+                    e
+                })
+                .collect::<Vec<_>>()
+        );
+        // Two entries in one transaction, and an entry alone.
+        s.transact(vec![Write::audit(entry("a")), Write::audit(entry("b"))])
+            .await
+            .expect("two entries");
+        s.append_audit(entry("c")).await.expect("alone");
+        let actions: Vec<String> = s
+            .audit("access:t1", 10)
+            .await
+            .expect("audit")
+            .into_iter()
+            .map(|e| e.action)
+            .collect();
+        assert_eq!(actions, vec!["approved", "a", "b", "c"]);
+    }
+
+    /// No write but an append touches the audit log: puts, deletes and checks on its keys are
+    /// refused, and nothing of their transaction is written.
+    pub async fn audit_log_is_append_only(s: Arc<dyn Store>) {
+        let s = &*s;
+        s.append_audit(AuditEntry {
+            subject: "access:t2".into(),
+            actor: "user:tid/oid".into(),
+            action: "requested".into(),
+            detail: serde_json::Value::Null,
+            at: Utc::now(),
+        })
+        .await
+        .expect("append");
+        let audit_key = Key::new(format!("{AUDIT_PREFIX}access:t2"), "anything");
+        let bystander = Key::new("access#t2", "request");
+        for write in [
+            Write::Put {
+                record: record(&audit_key, serde_json::json!({})),
+                condition: Condition::Any,
+            },
+            Write::Delete {
+                key: audit_key.clone(),
+                condition: Condition::Any,
+            },
+            Write::Check {
+                key: audit_key.clone(),
+                condition: Condition::Any,
+            },
+        ] {
+            let what = format!("{write:?}");
+            let result = s
+                .transact(vec![
+                    Write::Put {
+                        record: record(&bystander, serde_json::json!({})),
+                        condition: Condition::Any,
+                    },
+                    write,
+                ])
+                .await;
+            match result {
+                Err(StoreError::Invalid(reason)) => assert!(reason.contains("append-only"), "{what}: {reason}"),
+                other => panic!("{what}: expected Invalid, got {other:?}"),
+            }
+        }
+        assert!(
+            s.get(&bystander).await.expect("get").is_none(),
+            "nothing of a refused transaction"
+        );
+        assert_eq!(s.audit("access:t2", 10).await.expect("audit").len(), 1);
+    }
+
+    /// The trail reads newest first in pages that together hold every entry once.
+    pub async fn audit_pages_newest_first(s: Arc<dyn Store>) {
+        let s = &*s;
+        for n in 0..7 {
+            s.append_audit(AuditEntry {
+                subject: "access:t3".into(),
+                actor: "system:test".into(),
+                action: format!("e{n}"),
+                detail: serde_json::Value::Null,
+                at: Utc::now(),
+            })
+            .await
+            .expect("append");
+        }
+        let mut seen = Vec::new();
+        let mut cursor: Option<String> = None;
+        for _ in 0..10 {
+            let page = s.audit_page("access:t3", cursor.as_deref(), 3).await.expect("page");
+            assert!(page.entries.len() <= 3);
+            seen.extend(page.entries.into_iter().map(|e| e.action));
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!(seen, vec!["e6", "e5", "e4", "e3", "e2", "e1", "e0"]);
+        let first = s.audit_page("access:t3", None, 1).await.expect("first page");
+        assert_eq!(first.entries[0].action, "e6");
+        assert!(first.next.is_some());
+        assert!(
+            s.audit_page("access:none", None, 5)
+                .await
+                .expect("empty")
+                .entries
+                .is_empty()
+        );
+    }
+
     /// The key [`corrupt_record_is_reported`] expects the adapter's corruption hook to damage.
     pub fn corrupt_key() -> Key {
         Key::new("run#bad", "step#broken")
@@ -1063,7 +1209,10 @@ macro_rules! store_contract {
             query_by_partition_and_prefix,
             collection_index,
             due_index,
-            audit_append_and_read_back
+            audit_append_and_read_back,
+            audit_commits_with_its_transaction,
+            audit_log_is_append_only,
+            audit_pages_newest_first
         );
 
         #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]

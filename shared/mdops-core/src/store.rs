@@ -8,6 +8,12 @@
 //! without scans: a record may belong to a *collection* (e.g. all runs, sorted by tenant) and may be
 //! *due* at a time (timers), found by [`Store::due`].
 //!
+//! The audit log is append-only: an entry is written by [`Write::Audit`] inside the transaction
+//! whose change it records (so a decision and its entry commit together or not at all), and no
+//! write may touch an audit key otherwise ([`validate_transaction`] refuses it in every adapter).
+//! It is read per subject, oldest first ([`Store::audit`]) or newest first in pages
+//! ([`Store::audit_page`]).
+//!
 //! Typed repositories in the domain modules turn records into domain types; a record whose body
 //! does not decode is reported as [`StoreError::Corrupt`] naming its key.
 
@@ -19,6 +25,11 @@ use serde::{Deserialize, Serialize};
 
 /// The most writes one [`Store::transact`] may carry (DynamoDB's own limit is 100).
 pub const MAX_TRANSACTION_WRITES: usize = 100;
+/// Partition prefix of audit entries, reserved: no other write may use it. `~` sorts after every
+/// domain prefix and no domain key uses it.
+pub const AUDIT_PREFIX: &str = "~audit#";
+/// Largest page [`Store::audit_page`] returns.
+pub const MAX_AUDIT_PAGE: usize = 500;
 
 /// Where a record lives: a partition (everything read together) and a sort key within it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -98,16 +109,57 @@ pub enum Write {
     Delete { key: Key, condition: Condition },
     /// Write nothing, but fail the transaction unless the condition holds.
     Check { key: Key, condition: Condition },
+    /// Append an audit entry with the transaction (build it with [`Write::audit`]). `key` is
+    /// unique to this entry (a random sort key under [`AUDIT_PREFIX`]); entries are never replaced.
+    Audit { key: Key, entry: AuditEntry },
 }
 
 impl Write {
+    /// Appends `entry` to the audit log as part of the transaction.
+    pub fn audit(entry: AuditEntry) -> Write {
+        Write::Audit {
+            key: Key::new(
+                format!("{AUDIT_PREFIX}{}", entry.subject),
+                uuid::Uuid::new_v4().simple().to_string(),
+            ),
+            entry,
+        }
+    }
+
     /// The key this write touches.
     pub fn key(&self) -> &Key {
         match self {
             Write::Put { record, .. } => &record.key,
-            Write::Delete { key, .. } | Write::Check { key, .. } => key,
+            Write::Delete { key, .. } | Write::Check { key, .. } | Write::Audit { key, .. } => key,
         }
     }
+}
+
+/// Checks the shape of a transaction, the same for every adapter: its size, distinct keys, and no
+/// write but an append touching the audit log (there is no path that changes or deletes an entry).
+pub fn validate_transaction(writes: &[Write]) -> Result<(), StoreError> {
+    if writes.len() > MAX_TRANSACTION_WRITES {
+        return Err(StoreError::Invalid(format!(
+            "transaction has {} writes, over the maximum of {MAX_TRANSACTION_WRITES}",
+            writes.len()
+        )));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for w in writes {
+        if !seen.insert(w.key()) {
+            return Err(StoreError::Invalid(format!(
+                "transaction writes {} more than once",
+                w.key()
+            )));
+        }
+        if !matches!(w, Write::Audit { .. }) && w.key().partition.starts_with(AUDIT_PREFIX) {
+            return Err(StoreError::Invalid(format!(
+                "{} is in the audit log, which is append-only",
+                w.key()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// One entry of the append-only audit log.
@@ -115,7 +167,9 @@ impl Write {
 pub struct AuditEntry {
     /// What the entry is about, e.g. `run:<id>`, `access:<id>`, `tenant:<tid>`, `dlq:onboarding`.
     pub subject: String,
-    /// Who did it: a person's UPN, or `system:<component>`.
+    /// Who did it, by an id that never changes: `user:{tid}/{oid}` for a person signed in with
+    /// Entra ID (the UPN, which can change, goes in `detail` for display), `system:<component>`,
+    /// or an operator's local account (`operator:<name>`).
     pub actor: String,
     /// What happened, a short verb phrase (`approved`, `step.done`, `replayed`).
     pub action: String,
@@ -165,11 +219,26 @@ pub trait Store: Send + Sync {
     /// `limit`. Served by an index, never a scan.
     async fn due(&self, kind: &str, now: DateTime<Utc>, limit: usize) -> Result<Vec<Record>, StoreError>;
 
-    /// Appends to the audit log. Entries are never changed or deleted.
-    async fn append_audit(&self, entry: AuditEntry) -> Result<(), StoreError>;
+    /// Appends to the audit log on its own. Prefer [`Write::audit`] in the transaction of the
+    /// change the entry records, so the two cannot part.
+    async fn append_audit(&self, entry: AuditEntry) -> Result<(), StoreError> {
+        self.transact(vec![Write::audit(entry)]).await
+    }
 
     /// The audit entries of a subject, oldest first, at most `limit`.
     async fn audit(&self, subject: &str, limit: usize) -> Result<Vec<AuditEntry>, StoreError>;
+
+    /// The audit entries of a subject newest first, at most `limit` (capped at
+    /// [`MAX_AUDIT_PAGE`]), starting after the cursor `before` of a previous page.
+    async fn audit_page(&self, subject: &str, before: Option<&str>, limit: usize) -> Result<AuditPage, StoreError>;
+}
+
+/// A page of a subject's audit trail, newest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditPage {
+    pub entries: Vec<AuditEntry>,
+    /// Cursor of the next (older) page; `None` when this page reached the first entry.
+    pub next: Option<String>,
 }
 
 /// Puts one record if the condition holds: a one-write transaction.

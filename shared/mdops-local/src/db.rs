@@ -78,6 +78,13 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX audit_subject ON audit (subject, seq);
     "#,
+    // 2: the audit log is append-only, even for a connection that bypasses the store's code.
+    r#"
+    CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+    CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+    "#,
 ];
 
 /// Errors opening the database or running a statement.

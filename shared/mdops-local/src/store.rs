@@ -5,13 +5,13 @@
 //! applies every write; the first failed condition rolls all of it back. With one writer at a time
 //! per file (across processes too), "exactly one of two racing writers wins" follows.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use mdops_core::store::{
-    AuditEntry, CollectionEntry, Condition, DueEntry, Key, MAX_TRANSACTION_WRITES, Record, Store, StoreError, Write,
+    AuditEntry, AuditPage, CollectionEntry, Condition, DueEntry, Key, MAX_AUDIT_PAGE, Record, Store, StoreError, Write,
+    validate_transaction,
 };
 use rusqlite::{OptionalExtension, params};
 
@@ -117,26 +117,6 @@ fn to_i64(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-/// Checks the shape of a transaction: size and distinct keys.
-pub(crate) fn validate_transaction(writes: &[Write]) -> Result<(), StoreError> {
-    if writes.len() > MAX_TRANSACTION_WRITES {
-        return Err(StoreError::Invalid(format!(
-            "transaction has {} writes, over the maximum of {MAX_TRANSACTION_WRITES}",
-            writes.len()
-        )));
-    }
-    let mut seen = HashSet::new();
-    for w in writes {
-        if !seen.insert(w.key()) {
-            return Err(StoreError::Invalid(format!(
-                "transaction writes {} more than once",
-                w.key()
-            )));
-        }
-    }
-    Ok(())
-}
-
 /// Why a transaction did not commit, inside the blocking closure.
 enum TxOutcome {
     Done,
@@ -196,84 +176,100 @@ impl Store for SqliteStore {
         if writes.is_empty() {
             return Ok(());
         }
-        let outcome = self
-            .pool
-            .run(move |conn| {
-                let tx = write_tx(conn)?;
-                let now = Utc::now().to_rfc3339();
-                let mut versions = Vec::with_capacity(writes.len());
-                for w in &writes {
-                    let key = w.key();
-                    let current: Option<i64> = tx
-                        .prepare_cached("SELECT version FROM records WHERE partition = ?1 AND sort = ?2")
-                        .what("prepare version check")?
-                        .query_row(params![key.partition, key.sort], |r| r.get(0))
-                        .optional()
-                        .what("read version")?;
-                    let condition = match w {
-                        Write::Put { condition, .. }
-                        | Write::Delete { condition, .. }
-                        | Write::Check { condition, .. } => *condition,
-                    };
-                    let holds = match condition {
-                        Condition::Absent => current.is_none(),
-                        Condition::Version(n) => current.is_some_and(|v| u64::try_from(v).ok() == Some(n)),
-                        Condition::Any => true,
-                    };
-                    if !holds {
-                        // Dropping `tx` rolls back; nothing has been written yet anyway.
-                        return Ok(TxOutcome::ConditionFailed(key.clone()));
+        let outcome =
+            self.pool
+                .run(move |conn| {
+                    let tx = write_tx(conn)?;
+                    let now = Utc::now().to_rfc3339();
+                    let mut versions = Vec::with_capacity(writes.len());
+                    for w in &writes {
+                        let key = w.key();
+                        let condition = match w {
+                            Write::Put { condition, .. }
+                            | Write::Delete { condition, .. }
+                            | Write::Check { condition, .. } => *condition,
+                            // Appends have no condition: their table has no row to compare.
+                            Write::Audit { .. } => {
+                                versions.push(None);
+                                continue;
+                            }
+                        };
+                        let current: Option<i64> = tx
+                            .prepare_cached("SELECT version FROM records WHERE partition = ?1 AND sort = ?2")
+                            .what("prepare version check")?
+                            .query_row(params![key.partition, key.sort], |r| r.get(0))
+                            .optional()
+                            .what("read version")?;
+                        let holds = match condition {
+                            Condition::Absent => current.is_none(),
+                            Condition::Version(n) => current.is_some_and(|v| u64::try_from(v).ok() == Some(n)),
+                            Condition::Any => true,
+                        };
+                        if !holds {
+                            // Dropping `tx` rolls back; nothing has been written yet anyway.
+                            return Ok(TxOutcome::ConditionFailed(key.clone()));
+                        }
+                        versions.push(current);
                     }
-                    versions.push(current);
-                }
-                for (w, current) in writes.iter().zip(versions) {
-                    match w {
-                        Write::Put { record, .. } => {
-                            let body = serde_json::to_string(&record.body)
-                                .map_err(|e| DbError::Invalid(format!("body of {}: {e}", record.key)))?;
-                            let due_ns = match &record.due {
-                                Some(d) => Some(d.at.timestamp_nanos_opt().ok_or_else(|| {
-                                    DbError::Invalid(format!("due time of {} is out of range", record.key))
-                                })?),
-                                None => None,
-                            };
-                            tx.prepare_cached(
-                                "INSERT OR REPLACE INTO records (partition, sort, version, body, collection_name, \
+                    for (w, current) in writes.iter().zip(versions) {
+                        match w {
+                            Write::Put { record, .. } => {
+                                let body = serde_json::to_string(&record.body)
+                                    .map_err(|e| DbError::Invalid(format!("body of {}: {e}", record.key)))?;
+                                let due_ns = match &record.due {
+                                    Some(d) => Some(d.at.timestamp_nanos_opt().ok_or_else(|| {
+                                        DbError::Invalid(format!("due time of {} is out of range", record.key))
+                                    })?),
+                                    None => None,
+                                };
+                                tx.prepare_cached(
+                                    "INSERT OR REPLACE INTO records (partition, sort, version, body, collection_name, \
                                  collection_sort, due_kind, due_at_ns, updated_at) \
                                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                                )
+                                .what("prepare put")?
+                                .execute(params![
+                                    record.key.partition,
+                                    record.key.sort,
+                                    current.unwrap_or(0) + 1,
+                                    body,
+                                    record.collection.as_ref().map(|c| c.name.as_str()),
+                                    record.collection.as_ref().map(|c| c.sort.as_str()),
+                                    record.due.as_ref().map(|d| d.kind.as_str()),
+                                    due_ns,
+                                    now,
+                                ])
+                                .what("put record")?;
+                            }
+                            Write::Delete { key, .. } => {
+                                tx.execute(
+                                    "DELETE FROM records WHERE partition = ?1 AND sort = ?2",
+                                    params![key.partition, key.sort],
+                                )
+                                .what("delete record")?;
+                            }
+                            Write::Check { .. } => {}
+                            Write::Audit { entry, .. } => {
+                                let detail = serde_json::to_string(&entry.detail).map_err(|e| {
+                                    DbError::Invalid(format!("audit detail for {}: {e}", entry.subject))
+                                })?;
+                                tx.prepare_cached(
+                                "INSERT INTO audit (subject, actor, action, detail, at) VALUES (?1, ?2, ?3, ?4, ?5)",
                             )
-                            .what("prepare put")?
-                            .execute(params![
-                                record.key.partition,
-                                record.key.sort,
-                                current.unwrap_or(0) + 1,
-                                body,
-                                record.collection.as_ref().map(|c| c.name.as_str()),
-                                record.collection.as_ref().map(|c| c.sort.as_str()),
-                                record.due.as_ref().map(|d| d.kind.as_str()),
-                                due_ns,
-                                now,
-                            ])
-                            .what("put record")?;
+                            .what("prepare audit append")?
+                            .execute(params![entry.subject, entry.actor, entry.action, detail, entry.at.to_rfc3339()])
+                            .what("append audit entry")?;
+                            }
                         }
-                        Write::Delete { key, .. } => {
-                            tx.execute(
-                                "DELETE FROM records WHERE partition = ?1 AND sort = ?2",
-                                params![key.partition, key.sort],
-                            )
-                            .what("delete record")?;
-                        }
-                        Write::Check { .. } => {}
                     }
-                }
-                tx.commit().what("commit transaction")?;
-                Ok(TxOutcome::Done)
-            })
-            .await
-            .map_err(|e| match e {
-                DbError::Invalid(reason) => StoreError::Invalid(reason),
-                other => unavailable(other),
-            })?;
+                    tx.commit().what("commit transaction")?;
+                    Ok(TxOutcome::Done)
+                })
+                .await
+                .map_err(|e| match e {
+                    DbError::Invalid(reason) => StoreError::Invalid(reason),
+                    other => unavailable(other),
+                })?;
         match outcome {
             TxOutcome::Done => Ok(()),
             TxOutcome::ConditionFailed(key) => Err(StoreError::ConditionFailed { key }),
@@ -304,34 +300,53 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn append_audit(&self, entry: AuditEntry) -> Result<(), StoreError> {
-        let detail = serde_json::to_string(&entry.detail)
-            .map_err(|e| StoreError::Invalid(format!("audit detail for {}: {e}", entry.subject)))?;
-        self.pool
-            .run(move |conn| {
-                conn.execute(
-                    "INSERT INTO audit (subject, actor, action, detail, at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![entry.subject, entry.actor, entry.action, detail, entry.at.to_rfc3339()],
-                )
-                .what("append audit entry")
-            })
-            .await
-            .map_err(unavailable)?;
-        Ok(())
+    async fn audit(&self, subject: &str, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        const SQL: &str = "SELECT seq, subject, actor, action, detail, at FROM audit WHERE subject = ?1 \
+             ORDER BY seq LIMIT ?2";
+        let rows = self
+            .audit_rows(SQL, vec![subject.to_string().into(), to_i64(limit).into()])
+            .await?;
+        rows.into_iter().map(|(_, entry)| entry).collect()
     }
 
-    async fn audit(&self, subject: &str, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
-        let subject = subject.to_string();
+    async fn audit_page(&self, subject: &str, before: Option<&str>, limit: usize) -> Result<AuditPage, StoreError> {
+        const SQL: &str = "SELECT seq, subject, actor, action, detail, at FROM audit WHERE subject = ?1 \
+             AND seq < ?2 ORDER BY seq DESC LIMIT ?3";
+        let before = match before {
+            Some(cursor) => cursor
+                .parse::<i64>()
+                .map_err(|_| StoreError::Invalid(format!("audit cursor {cursor:?} is not one this store gave")))?,
+            None => i64::MAX,
+        };
+        let limit = limit.clamp(1, MAX_AUDIT_PAGE);
+        let rows = self
+            .audit_rows(
+                SQL,
+                vec![subject.to_string().into(), before.into(), to_i64(limit).into()],
+            )
+            .await?;
+        let next = (rows.len() == limit)
+            .then(|| rows.last().map(|(seq, _)| seq.to_string()))
+            .flatten();
+        Ok(AuditPage {
+            entries: rows.into_iter().map(|(_, entry)| entry).collect::<Result<_, _>>()?,
+            next,
+        })
+    }
+}
+
+impl SqliteStore {
+    /// Audit rows of a query, each with its sequence number (the page cursor).
+    async fn audit_rows(
+        &self,
+        sql: &'static str,
+        args: Vec<rusqlite::types::Value>,
+    ) -> Result<Vec<(i64, Result<AuditEntry, StoreError>)>, StoreError> {
         let rows = self
             .pool
             .run(move |conn| {
-                let mut stmt = conn
-                    .prepare_cached(
-                        "SELECT seq, subject, actor, action, detail, at FROM audit WHERE subject = ?1 \
-                         ORDER BY seq LIMIT ?2",
-                    )
-                    .what("prepare audit query")?;
-                stmt.query_map(params![subject, to_i64(limit)], |r| {
+                let mut stmt = conn.prepare_cached(sql).what("prepare audit query")?;
+                stmt.query_map(rusqlite::params_from_iter(args), |r| {
                     Ok((
                         r.get::<_, i64>(0)?,
                         r.get::<_, String>(1)?,
@@ -347,24 +362,29 @@ impl Store for SqliteStore {
             })
             .await
             .map_err(unavailable)?;
-        rows.into_iter()
+        Ok(rows
+            .into_iter()
             .map(|(seq, subject, actor, action, detail, at)| {
                 let corrupt = |reason: String| StoreError::Corrupt {
                     key: Key::new(format!("audit#{subject}"), seq.to_string()),
                     reason,
                 };
-                let detail = serde_json::from_str(&detail).map_err(|e| corrupt(format!("detail is not JSON: {e}")))?;
-                let at = DateTime::parse_from_rfc3339(&at)
-                    .map_err(|e| corrupt(format!("time {at:?}: {e}")))?
-                    .with_timezone(&Utc);
-                Ok(AuditEntry {
-                    subject,
-                    actor,
-                    action,
-                    detail,
-                    at,
-                })
+                let entry = (|| {
+                    let detail =
+                        serde_json::from_str(&detail).map_err(|e| corrupt(format!("detail is not JSON: {e}")))?;
+                    let at = DateTime::parse_from_rfc3339(&at)
+                        .map_err(|e| corrupt(format!("time {at:?}: {e}")))?
+                        .with_timezone(&Utc);
+                    Ok(AuditEntry {
+                        subject: subject.clone(),
+                        actor,
+                        action,
+                        detail,
+                        at,
+                    })
+                })();
+                (seq, entry)
             })
-            .collect()
+            .collect())
     }
 }

@@ -138,7 +138,7 @@ async fn migrations_apply_once_and_refuse_newer_files() {
     let versions: i64 = conn
         .query_row("SELECT COUNT(*) FROM schema_migrations", [], |r| r.get(0))
         .expect("count");
-    assert_eq!(versions, 1);
+    assert_eq!(versions, 2);
     let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).expect("mode");
     assert_eq!(mode, "wal");
     conn.execute(
@@ -152,6 +152,39 @@ async fn migrations_apply_once_and_refuse_newer_files() {
         Err(other) => panic!("expected TooNew, got {other}"),
         Ok(_) => panic!("expected TooNew, the file opened"),
     }
+}
+
+/// Even a connection that bypasses the store cannot change or delete an audit entry.
+#[tokio::test]
+async fn the_audit_table_refuses_updates_and_deletes() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("a.db");
+    let backend = SqliteBackend::open(&path).expect("open");
+    backend
+        .store()
+        .append_audit(mdops_core::store::AuditEntry {
+            subject: "access:x".into(),
+            actor: "user:t/o".into(),
+            action: "approved".into(),
+            detail: serde_json::Value::Null,
+            at: chrono::Utc::now(),
+        })
+        .await
+        .expect("append");
+    let conn = rusqlite::Connection::open(&path).expect("open raw");
+    for sql in ["UPDATE audit SET action = 'denied'", "DELETE FROM audit"] {
+        let e = conn.execute(sql, []).expect_err(sql);
+        assert!(e.to_string().contains("append-only"), "{sql}: {e}");
+    }
+    let actions: Vec<String> = backend
+        .store()
+        .audit("access:x", 10)
+        .await
+        .expect("audit")
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    assert_eq!(actions, vec!["approved"]);
 }
 
 /// The due and collection lookups are index searches, never table scans.
