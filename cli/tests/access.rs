@@ -57,6 +57,7 @@ async fn request_and_approve_from_a_terminal() {
             display_name: SOC.into(),
             id: None,
             members: Vec::new(),
+            is_assignable_to_role: true,
         });
         seeds.push(seed);
         ids.push((id.to_string(), client.to_string(), name));

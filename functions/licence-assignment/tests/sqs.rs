@@ -421,6 +421,7 @@ async fn a_group_is_fanned_out_and_finished_through_sqs() {
         display_name: "Sales".into(),
         id: None,
         members: (0..MEMBERS).map(|i| format!("g{i:03}")).collect(),
+        ..GroupSeed::security("Sales")
     };
     let rig = Arc::new(AwsRig::start(users, vec![sku("SPE_E5", 600)], vec![group], 3).await);
     let (_, graph) = rig.function.deps.reach.tenant(&rig.tid()).await.unwrap();

@@ -599,6 +599,7 @@ async fn a_500_member_group_is_fanned_out_and_finished_by_the_worker() {
         display_name: "All staff".into(),
         id: None,
         members: (0..MEMBERS).map(|i| format!("m{i:03}")).collect(),
+        ..GroupSeed::security("All staff")
     };
     let rig = Rig::start(seeded(users, vec![sku("SPE_E5", 600)], vec![group])).await;
     let tid: TenantId = rig.tenant_id.parse().unwrap();

@@ -158,6 +158,21 @@ pub struct GroupSeed {
     /// UPNs (or bare names) of member users.
     #[serde(default)]
     pub members: Vec<String>,
+    /// Created role-assignable (`isAssignableToRole: true`), so it can hold directory roles.
+    #[serde(default)]
+    pub is_assignable_to_role: bool,
+}
+
+impl GroupSeed {
+    /// A security group with no members.
+    pub fn security(display_name: &str) -> Self {
+        GroupSeed {
+            display_name: display_name.into(),
+            id: None,
+            members: Vec::new(),
+            is_assignable_to_role: false,
+        }
+    }
 }
 
 /// A subscribed SKU.

@@ -15,7 +15,7 @@ use crate::keys::SigningKey;
 use crate::seeds::{AppSeed, ObjectsSeed, TenantSeed};
 use crate::store::{App, Collection, Obj, Shared, Tenant};
 
-/// Built-in directory roles activated in every tenant: (display name, roleTemplateId).
+/// Built-in directory role templates a tenant can activate: (display name, roleTemplateId).
 pub const BUILT_IN_ROLES: &[(&str, &str)] = &[
     ("Global Administrator", "62e90394-69f5-4237-9190-012177145e10"),
     ("Intune Administrator", "3a2c62db-5318-420d-8d74-23affee5d9d5"),
@@ -24,7 +24,46 @@ pub const BUILT_IN_ROLES: &[(&str, &str)] = &[
     ("Global Reader", "f2ef992c-3afb-46b9-b7cf-a126ee74c451"),
     ("User Administrator", "fe930be7-5e62-47db-91af-98c3a49a38b1"),
     ("Groups Administrator", "fdd7a751-b60b-444a-984c-02652fe8fa1c"),
+    ("Privileged Role Administrator", "e8611ab8-c189-46e8-94e1-60213ab1f814"),
 ];
+
+/// The one role active in a new tenant: Global Administrator ("Company Administrator"). Every other
+/// role is activated from its template first (`POST /directoryRoles`), as Entra ID requires:
+/// <https://learn.microsoft.com/en-us/graph/api/directoryrole-post-directoryroles>.
+pub const ACTIVE_AT_CREATION: &str = "62e90394-69f5-4237-9190-012177145e10";
+
+/// The Graph JSON of an activated role.
+pub fn role_object(id: &str, display: &str, template: &str) -> Map<String, Value> {
+    let mut data = Map::new();
+    data.insert("id".into(), json!(id));
+    data.insert("deletedDateTime".into(), Value::Null);
+    data.insert("description".into(), json!(format!("{display} (built-in role)")));
+    data.insert("displayName".into(), json!(display));
+    data.insert("roleTemplateId".into(), json!(template));
+    data
+}
+
+/// Activates a role by display name if it is not active yet (seeding: what an admin assigning the
+/// role in the portal does implicitly); answers its id, or `None` for an unknown role.
+fn activate_by_name(tenant: &mut Tenant, display: &str, now: Instant) -> Option<String> {
+    let (name, template) = BUILT_IN_ROLES.iter().find(|(n, _)| n.eq_ignore_ascii_case(display))?;
+    let active = tenant.directory_roles.all().find(|r| {
+        r.data
+            .get("roleTemplateId")
+            .and_then(Value::as_str)
+            .is_some_and(|t| t.eq_ignore_ascii_case(template))
+    });
+    if let Some(role) = active {
+        return Some(role.id.to_ascii_lowercase());
+    }
+    let id = Uuid::new_v4().to_string();
+    tenant.directory_roles.insert(Obj {
+        id: id.clone(),
+        visible_at: now,
+        data: role_object(&id, name, template),
+    });
+    Some(id)
+}
 
 /// Well-known SKUs: (part number, skuId, service plans).
 const KNOWN_SKUS: &[(&str, &str, &[&str])] = &[
@@ -125,18 +164,12 @@ fn build(seed: TenantSeed, key: Arc<SigningKey>) -> Result<Tenant, SimError> {
     domains.extend(seed.domains.iter().map(|d| d.to_ascii_lowercase()));
     let now = Instant::now();
     let mut directory_roles = Collection::default();
-    for (display, template) in BUILT_IN_ROLES {
+    for (display, template) in BUILT_IN_ROLES.iter() {
         let id = Uuid::new_v4().to_string();
-        let mut data = Map::new();
-        data.insert("id".into(), json!(id));
-        data.insert("deletedDateTime".into(), Value::Null);
-        data.insert("description".into(), json!(format!("{display} (built-in role)")));
-        data.insert("displayName".into(), json!(display));
-        data.insert("roleTemplateId".into(), json!(template));
         directory_roles.insert(Obj {
-            id,
+            id: id.clone(),
             visible_at: now,
-            data,
+            data: role_object(&id, display, template),
         });
     }
     let mut tenant = Tenant {
@@ -223,6 +256,7 @@ pub fn add_objects(tenant: &mut Tenant, seed: &ObjectsSeed) -> Result<(), SimErr
         tenant.device_configurations.clone(),
         tenant.assignments.clone(),
         tenant.conditional_access_policies.clone(),
+        tenant.directory_roles.clone(),
     );
     let result = add_objects_in_place(tenant, seed);
     if result.is_err() {
@@ -237,6 +271,7 @@ pub fn add_objects(tenant: &mut Tenant, seed: &ObjectsSeed) -> Result<(), SimErr
             tenant.device_configurations,
             tenant.assignments,
             tenant.conditional_access_policies,
+            tenant.directory_roles,
         ) = before;
     }
     result
@@ -277,16 +312,7 @@ fn add_objects_in_place(tenant: &mut Tenant, seed: &ObjectsSeed) -> Result<(), S
             data: user_object(&id, &body),
         });
         for role in &u.directory_roles {
-            let role_id = tenant
-                .directory_roles
-                .all()
-                .find(|r| {
-                    r.data
-                        .get("displayName")
-                        .and_then(Value::as_str)
-                        .is_some_and(|n| n.eq_ignore_ascii_case(role))
-                })
-                .map(|r| r.id.to_ascii_lowercase())
+            let role_id = activate_by_name(tenant, role, now)
                 .ok_or_else(|| SimError::Seed(format!("user '{upn}': unknown directory role '{role}'")))?;
             tenant.members.entry(role_id).or_default().push(id.clone());
         }
@@ -294,13 +320,12 @@ fn add_objects_in_place(tenant: &mut Tenant, seed: &ObjectsSeed) -> Result<(), S
     for g in &seed.groups {
         let id = g.id.unwrap_or_else(Uuid::new_v4).to_string();
         let nick: String = g.display_name.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
-        let data = crate::graph::groups::group_object(
-            &id,
-            &json!({"displayName": g.display_name, "mailEnabled": false, "mailNickname": nick, "securityEnabled": true})
-                .as_object()
-                .cloned()
-                .unwrap_or_default(),
-        );
+        let mut body =
+            json!({"displayName": g.display_name, "mailEnabled": false, "mailNickname": nick, "securityEnabled": true});
+        if g.is_assignable_to_role {
+            body["isAssignableToRole"] = json!(true);
+        }
+        let data = crate::graph::groups::group_object(&id, body.as_object().unwrap_or(&Map::new()));
         tenant.groups.insert(Obj {
             id: id.clone(),
             visible_at: now,

@@ -123,6 +123,7 @@ impl Rig {
                 display_name: name.into(),
                 id: None,
                 members: Vec::new(),
+                is_assignable_to_role: true,
             });
         }
         let sim = tenant_sim::start("127.0.0.1:0", vec![provider, customer])

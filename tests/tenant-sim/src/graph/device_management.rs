@@ -5,6 +5,7 @@
 use axum::http::StatusCode;
 use serde_json::{Map, Value, json};
 
+use super::intune_schema;
 use super::odata::{self, GraphError, ListSpec};
 use super::{Ctx, GraphResponse};
 use crate::store::{Obj, Tenant};
@@ -67,37 +68,14 @@ pub fn now_text() -> String {
     chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
 }
 
-/// Range checks of Windows Update for Business rings (the documented valid values).
-fn validate_configuration(body: &Map<String, Value>) -> Result<(), GraphError> {
-    let ranges: &[(&str, i64, i64)] = &[
-        ("qualityUpdatesDeferralPeriodInDays", 0, 30),
-        ("featureUpdatesDeferralPeriodInDays", 0, 365),
-        ("deadlineForQualityUpdatesInDays", 0, 30),
-        ("deadlineForFeatureUpdatesInDays", 0, 30),
-        ("deadlineGracePeriodInDays", 0, 7),
-        ("featureUpdatesRollbackWindowInDays", 2, 60),
-    ];
-    for (name, lo, hi) in ranges {
-        if let Some(v) = body.get(*name) {
-            let ok = v.as_i64().is_some_and(|n| (*lo..=*hi).contains(&n));
-            if !ok {
-                return Err(GraphError::bad_request_generic(format!(
-                    "Invalid value for property '{name}': must be an integer from {lo} to {hi}."
-                )));
-            }
-        }
-    }
+/// Checks a configuration body against its type's properties (see [`intune_schema`]).
+fn validate_configuration(odata_type: &str, body: &Map<String, Value>) -> Result<(), GraphError> {
     if body.contains_key("displayName") && odata::is_blank(body.get("displayName")) {
         return Err(GraphError::bad_request_generic(
             "Invalid value for property 'displayName'.",
         ));
     }
-    for k in ["createdDateTime", "lastModifiedDateTime", "version"] {
-        if body.contains_key(k) {
-            return Err(GraphError::bad_request_generic(format!("Property '{k}' is read-only.")));
-        }
-    }
-    Ok(())
+    intune_schema::validate(odata_type, body)
 }
 
 /// `GET /deviceManagement/deviceConfigurations`.
@@ -115,11 +93,16 @@ pub fn list_configurations(t: &Tenant, ctx: &Ctx) -> Result<GraphResponse, Graph
 /// `POST /deviceManagement/deviceConfigurations`.
 pub fn create_configuration(t: &mut Tenant, ctx: &Ctx) -> Result<GraphResponse, GraphError> {
     let body = ctx.body_object()?;
-    let odata_type = body.get("@odata.type").and_then(Value::as_str).ok_or_else(|| {
-        GraphError::bad_request_generic(
-            "Cannot create an abstract class: '@odata.type' of the device configuration is required.",
-        )
-    })?;
+    odata::check_odata_type(body, "microsoft.graph.deviceConfiguration")?;
+    let odata_type = body
+        .get("@odata.type")
+        .and_then(Value::as_str)
+        .filter(|t| t.trim_start_matches('#') != "microsoft.graph.deviceConfiguration")
+        .ok_or_else(|| {
+            GraphError::bad_request_generic(
+                "Cannot create an abstract class: '@odata.type' of the device configuration is required.",
+            )
+        })?;
     if !CONFIGURATION_TYPES.contains(&odata_type) {
         return Err(GraphError::bad_request_generic(format!(
             "Unknown or unsupported '@odata.type' value '{odata_type}'."
@@ -130,7 +113,7 @@ pub fn create_configuration(t: &mut Tenant, ctx: &Ctx) -> Result<GraphResponse, 
             "The property 'displayName' is required.",
         ));
     }
-    validate_configuration(body)?;
+    validate_configuration(odata_type, body)?;
     let id = uuid::Uuid::new_v4().to_string();
     let mut data = body.clone();
     data.insert("id".into(), json!(id));
@@ -165,18 +148,25 @@ pub fn get_configuration(t: &Tenant, ctx: &Ctx, id: &str) -> Result<GraphRespons
 /// `PATCH /deviceManagement/deviceConfigurations/{id}`.
 pub fn update_configuration(t: &mut Tenant, ctx: &Ctx, id: &str) -> Result<GraphResponse, GraphError> {
     let body = ctx.body_object()?;
-    validate_configuration(body)?;
+    odata::check_odata_type(body, "microsoft.graph.deviceConfiguration")?;
     let c = t
         .device_configurations
         .get_mut(id, ctx.now)
         .ok_or_else(|| GraphError::intune_not_found(id))?;
-    if let Some(ty) = body.get("@odata.type")
-        && c.data.get("@odata.type") != Some(ty)
+    let stored_type = c
+        .data
+        .get("@odata.type")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    if let Some(ty) = body.get("@odata.type").and_then(Value::as_str)
+        && !odata::derives_from(ty, &stored_type)
     {
         return Err(GraphError::bad_request_generic(
             "The '@odata.type' of a device configuration cannot change.",
         ));
     }
+    validate_configuration(&stored_type, body)?;
     for (k, v) in body {
         if k != "id" {
             c.data.insert(k.clone(), v.clone());

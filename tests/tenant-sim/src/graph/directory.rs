@@ -27,7 +27,7 @@ pub fn subscribed_skus(t: &Tenant, ctx: &Ctx) -> Result<GraphResponse, GraphErro
 
 /// `POST /invitations`: creates (or finds) the guest user for the invited address.
 pub fn invite(t: &mut Tenant, ctx: &Ctx) -> Result<GraphResponse, GraphError> {
-    let body = ctx.body_object()?;
+    let body = &odata::entity_body(ctx, "microsoft.graph.invitation")?;
     const ALLOWED: &[&str] = &[
         "invitedUserEmailAddress",
         "inviteRedirectUrl",

@@ -1,6 +1,12 @@
 //! `/groups`: list/filter, create (validation, `members@odata.bind`), get, update, delete, and the
 //! member references (`members`, `members/$ref`) with Entra ID's duplicate-reference answer. Members
 //! are users, groups and devices; one request adds at most 20 links.
+//!
+//! Role-assignable groups (`isAssignableToRole: true`) follow the group resource's rules
+//! (<https://learn.microsoft.com/en-us/graph/api/resources/group>): the property is set only at
+//! creation and never changed, needs `securityEnabled: true` and no dynamic membership, and setting
+//! it or changing such a group's members needs `RoleManagement.ReadWrite.Directory`; groups cannot
+//! be nested in one (<https://learn.microsoft.com/en-us/entra/identity/role-based-access-control/groups-concept>).
 
 use axum::http::StatusCode;
 use serde_json::{Map, Value, json};
@@ -32,11 +38,48 @@ const SPEC: ListSpec<'static> = ListSpec {
         "mail",
         "securityEnabled",
         "mailEnabled",
+        "isAssignableToRole",
     ],
     sortable: &["displayName"],
     count_needs_eventual: true,
     default_select: None,
 };
+
+/// The permission that role-assignable groups need for their creation and membership changes.
+pub const ROLE_MANAGEMENT: &str = "RoleManagement.ReadWrite.Directory";
+
+/// Whether a group was created role-assignable.
+pub fn is_role_assignable(group: &Map<String, Value>) -> bool {
+    group.get("isAssignableToRole") == Some(&Value::Bool(true))
+}
+
+/// A caller without `RoleManagement.ReadWrite.Directory` may not touch a role-assignable group's
+/// membership; nor may anyone nest a group in one.
+fn check_role_assignable_membership(
+    t: &Tenant,
+    ctx: &Ctx,
+    group_id: &str,
+    members: &[String],
+) -> Result<(), GraphError> {
+    let Some(group) = t.groups.all().find(|g| g.id.eq_ignore_ascii_case(group_id)) else {
+        return Ok(());
+    };
+    if !is_role_assignable(&group.data) {
+        return Ok(());
+    }
+    if !ctx.caller.roles.iter().any(|r| r == ROLE_MANAGEMENT) {
+        return Err(GraphError::forbidden());
+    }
+    if members
+        .iter()
+        .any(|m| t.groups.all().any(|g| g.id.eq_ignore_ascii_case(m)))
+    {
+        return Err(GraphError::bad_request(
+            "Groups cannot be added as members of a group that can be assigned to roles.",
+        ));
+    }
+    Ok(())
+}
 
 /// The message Entra ID answers when a member reference already exists.
 pub const DUPLICATE_REFERENCE: &str =
@@ -51,6 +94,10 @@ pub fn group_object(id: &str, body: &Map<String, Value>) -> Map<String, Value> {
     o.insert("mail".into(), Value::Null);
     o.insert("visibility".into(), Value::Null);
     o.insert("isAssignableToRole".into(), Value::Null);
+    if is_role_assignable(body) {
+        // "Groups assignable to roles are always Private."
+        o.insert("visibility".into(), json!("Private"));
+    }
     o.insert(
         "createdDateTime".into(),
         json!(chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()),
@@ -180,7 +227,7 @@ fn validate(body: &Map<String, Value>) -> Result<(), GraphError> {
 
 /// `POST /groups`.
 pub fn create(t: &mut Tenant, ctx: &Ctx) -> Result<GraphResponse, GraphError> {
-    let body = ctx.body_object()?;
+    let body = &odata::entity_body(ctx, "microsoft.graph.group")?;
     for required in ["displayName", "mailEnabled", "mailNickname", "securityEnabled"] {
         if !body.contains_key(required) {
             return Err(GraphError::bad_request(format!(
@@ -190,7 +237,30 @@ pub fn create(t: &mut Tenant, ctx: &Ctx) -> Result<GraphResponse, GraphError> {
     }
     validate(body)?;
     check_link_changes(body)?;
+    if is_role_assignable(body) {
+        if !ctx.caller.roles.iter().any(|r| r == ROLE_MANAGEMENT) {
+            return Err(GraphError::forbidden());
+        }
+        let dynamic = body
+            .get("groupTypes")
+            .and_then(Value::as_array)
+            .is_some_and(|types| types.iter().any(|g| g.as_str() == Some("DynamicMembership")));
+        if body.get("securityEnabled") != Some(&Value::Bool(true)) || dynamic {
+            return Err(GraphError::bad_request(
+                "Invalid value specified for property 'isAssignableToRole' of resource 'Group': a role-assignable group must be a security group with assigned membership.",
+            ));
+        }
+    }
     let members = bound_members(t, ctx, body)?;
+    if is_role_assignable(body)
+        && members
+            .iter()
+            .any(|m| t.groups.all().any(|g| g.id.eq_ignore_ascii_case(m)))
+    {
+        return Err(GraphError::bad_request(
+            "Groups cannot be added as members of a group that can be assigned to roles.",
+        ));
+    }
     let id = uuid::Uuid::new_v4().to_string();
     let data = group_object(&id, body);
     t.groups.insert(Obj {
@@ -211,11 +281,16 @@ pub fn create(t: &mut Tenant, ctx: &Ctx) -> Result<GraphResponse, GraphError> {
 
 /// `PATCH /groups/{id}`.
 pub fn update(t: &mut Tenant, ctx: &Ctx, id: &str) -> Result<GraphResponse, GraphError> {
-    let body = ctx.body_object()?;
+    let body = &odata::entity_body(ctx, "microsoft.graph.group")?;
     validate(body)?;
     if body.contains_key("owners@odata.bind") {
         return Err(GraphError::bad_request(
             "Use the owners/$ref endpoint to change owners of an existing group.",
+        ));
+    }
+    if body.contains_key("isAssignableToRole") {
+        return Err(GraphError::bad_request(
+            "Property 'isAssignableToRole' can only be set when the group is created.",
         ));
     }
     let gid = t
@@ -228,6 +303,9 @@ pub fn update(t: &mut Tenant, ctx: &Ctx, id: &str) -> Result<GraphResponse, Grap
     // (https://learn.microsoft.com/graph/api/group-post-members, example 2).
     check_link_changes(body)?;
     let binds = bound_members(t, ctx, body)?;
+    if !binds.is_empty() {
+        check_role_assignable_membership(t, ctx, &gid, &binds)?;
+    }
     if binds.iter().any(|m| t.is_member(&gid, m)) {
         return Err(GraphError::bad_request(DUPLICATE_REFERENCE));
     }
@@ -349,6 +427,7 @@ pub fn add_member(t: &mut Tenant, ctx: &Ctx, id: &str) -> Result<GraphResponse, 
         .get(id, ctx.now)
         .map(|g| g.id.clone())
         .ok_or_else(|| GraphError::not_found(id))?;
+    check_role_assignable_membership(t, ctx, &gid, std::slice::from_ref(&member))?;
     add_reference(t, ctx, &gid, &member)
 }
 
@@ -359,6 +438,7 @@ pub fn remove_member(t: &mut Tenant, ctx: &Ctx, id: &str, member: &str) -> Resul
         .get(id, ctx.now)
         .map(|g| g.id.clone())
         .ok_or_else(|| GraphError::not_found(id))?;
+    check_role_assignable_membership(t, ctx, &gid, &[])?;
     remove_reference(t, &gid, member)
 }
 

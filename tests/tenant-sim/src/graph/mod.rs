@@ -10,6 +10,7 @@ pub mod devices;
 pub mod directory;
 pub mod directory_roles;
 pub mod groups;
+pub mod intune_schema;
 pub mod odata;
 pub mod organization;
 pub mod permissions;
@@ -591,7 +592,8 @@ fn dispatch(route: Route, t: &mut Tenant, ctx: &Ctx) -> Result<GraphResponse, Gr
         GroupMembers(id) => groups::members(t, ctx, &id),
         GroupMemberRefs(id) => groups::add_member(t, ctx, &id),
         GroupMemberRef(id, member) => groups::remove_member(t, ctx, &id, &member),
-        DirectoryRoles => directory_roles::list(t, ctx),
+        DirectoryRoles if m == "GET" => directory_roles::list(t, ctx),
+        DirectoryRoles => directory_roles::activate(t, ctx),
         DirectoryRole(id) => directory_roles::get(t, ctx, &id),
         DirectoryRoleMembers(id) => directory_roles::members(t, ctx, &id),
         DirectoryRoleMemberRefs(id) => directory_roles::add_member(t, ctx, &id),

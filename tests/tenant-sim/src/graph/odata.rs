@@ -103,6 +103,140 @@ impl GraphError {
     }
 }
 
+/// Entity types the simulator knows, with the type each derives from. Graph accepts a body's
+/// `@odata.type` when it names the target type or a type derived from it (the official SDKs send
+/// it on every body), and refuses an unknown or unrelated one as OData does.
+const ENTITY_TYPES: &[(&str, Option<&str>)] = &[
+    ("microsoft.graph.entity", None),
+    ("microsoft.graph.directoryObject", Some("microsoft.graph.entity")),
+    ("microsoft.graph.user", Some("microsoft.graph.directoryObject")),
+    ("microsoft.graph.group", Some("microsoft.graph.directoryObject")),
+    ("microsoft.graph.directoryRole", Some("microsoft.graph.directoryObject")),
+    ("microsoft.graph.device", Some("microsoft.graph.directoryObject")),
+    (
+        "microsoft.graph.servicePrincipal",
+        Some("microsoft.graph.directoryObject"),
+    ),
+    ("microsoft.graph.organization", Some("microsoft.graph.directoryObject")),
+    ("microsoft.graph.invitation", Some("microsoft.graph.entity")),
+    ("microsoft.graph.deviceConfiguration", Some("microsoft.graph.entity")),
+    (
+        "microsoft.graph.windowsUpdateForBusinessConfiguration",
+        Some("microsoft.graph.deviceConfiguration"),
+    ),
+    (
+        "microsoft.graph.windows10EndpointProtectionConfiguration",
+        Some("microsoft.graph.deviceConfiguration"),
+    ),
+    (
+        "microsoft.graph.windows10GeneralConfiguration",
+        Some("microsoft.graph.deviceConfiguration"),
+    ),
+    (
+        "microsoft.graph.windows10CustomConfiguration",
+        Some("microsoft.graph.deviceConfiguration"),
+    ),
+    (
+        "microsoft.graph.windowsDefenderAdvancedThreatProtectionConfiguration",
+        Some("microsoft.graph.deviceConfiguration"),
+    ),
+    (
+        "microsoft.graph.windowsIdentityProtectionConfiguration",
+        Some("microsoft.graph.deviceConfiguration"),
+    ),
+    (
+        "microsoft.graph.windowsDeliveryOptimizationConfiguration",
+        Some("microsoft.graph.deviceConfiguration"),
+    ),
+    (
+        "microsoft.graph.windowsHealthMonitoringConfiguration",
+        Some("microsoft.graph.deviceConfiguration"),
+    ),
+    (
+        "microsoft.graph.sharedPCConfiguration",
+        Some("microsoft.graph.deviceConfiguration"),
+    ),
+    (
+        "microsoft.graph.editionUpgradeConfiguration",
+        Some("microsoft.graph.deviceConfiguration"),
+    ),
+    (
+        "microsoft.graph.deviceManagementConfigurationPolicy",
+        Some("microsoft.graph.entity"),
+    ),
+    ("microsoft.graph.mobileApp", Some("microsoft.graph.entity")),
+    ("microsoft.graph.mobileLobApp", Some("microsoft.graph.mobileApp")),
+    ("microsoft.graph.win32LobApp", Some("microsoft.graph.mobileLobApp")),
+    ("microsoft.graph.windowsMobileMSI", Some("microsoft.graph.mobileLobApp")),
+    (
+        "microsoft.graph.windowsUniversalAppX",
+        Some("microsoft.graph.mobileLobApp"),
+    ),
+    ("microsoft.graph.winGetApp", Some("microsoft.graph.mobileApp")),
+    (
+        "microsoft.graph.windowsMicrosoftEdgeApp",
+        Some("microsoft.graph.mobileApp"),
+    ),
+    ("microsoft.graph.officeSuiteApp", Some("microsoft.graph.mobileApp")),
+    ("microsoft.graph.windowsWebApp", Some("microsoft.graph.mobileApp")),
+    ("microsoft.graph.webApp", Some("microsoft.graph.mobileApp")),
+];
+
+/// A type name without the leading `#`.
+fn bare_type(name: &str) -> &str {
+    name.strip_prefix('#').unwrap_or(name)
+}
+
+/// Whether `name` is `expected` or derives from it.
+pub fn derives_from(name: &str, expected: &str) -> bool {
+    let mut current = Some(bare_type(name));
+    // The hierarchy is a few levels deep; the bound keeps a bad table from looping.
+    for _ in 0..ENTITY_TYPES.len() {
+        let Some(n) = current else { return false };
+        if n.eq_ignore_ascii_case(bare_type(expected)) {
+            return true;
+        }
+        current = ENTITY_TYPES
+            .iter()
+            .find(|(t, _)| t.eq_ignore_ascii_case(n))
+            .and_then(|(_, base)| *base);
+    }
+    false
+}
+
+/// Checks a body's `@odata.type` against the type the target expects: absent, the type itself, or
+/// a derived type is fine; an unknown name or an unrelated type answers OData's 400.
+pub fn check_odata_type(body: &Map<String, Value>, expected: &str) -> Result<(), GraphError> {
+    let Some(given) = body.get("@odata.type") else {
+        return Ok(());
+    };
+    let name = given
+        .as_str()
+        .ok_or_else(|| GraphError::bad_request_generic("The value of '@odata.type' must be a string."))?;
+    let bare = bare_type(name);
+    if !ENTITY_TYPES.iter().any(|(t, _)| t.eq_ignore_ascii_case(bare)) {
+        return Err(GraphError::bad_request_generic(format!(
+            "A type named '{bare}' could not be resolved by the model. When a model is available, each type name must resolve to a valid type."
+        )));
+    }
+    if !derives_from(bare, expected) {
+        return Err(GraphError::bad_request_generic(format!(
+            "A resource with type '{bare}' was found, but it is not assignable to the expected type '{}'. The type specified in the resource must be equal to either the expected type or a derived type.",
+            bare_type(expected)
+        )));
+    }
+    Ok(())
+}
+
+/// The body of a create or update of `expected`, its `@odata.type` checked and left out.
+pub fn entity_body(ctx: &Ctx, expected: &str) -> Result<Map<String, Value>, GraphError> {
+    let body = ctx.body_object()?;
+    check_odata_type(body, expected)?;
+    let mut out = body.clone();
+    out.remove("@odata.type");
+    Ok(out)
+}
+
 /// Whether a JSON value is a string with something besides whitespace.
 pub fn is_blank(v: Option<&Value>) -> bool {
     v.and_then(Value::as_str).is_none_or(|s| s.trim().is_empty())

@@ -55,6 +55,7 @@ const ROLE_READ: &[&str] = &[
     "RoleManagement.ReadWrite.Directory",
     "Directory.ReadWrite.All",
 ];
+/// Activating a role and changing its members.
 const ROLE_MEMBER_WRITE: &[&str] = &["RoleManagement.ReadWrite.Directory"];
 const ORG_READ: &[&str] = &[
     "Organization.Read.All",
@@ -110,7 +111,9 @@ pub fn required(route: &Route, method: &Method) -> Option<&'static [&'static str
         (GroupMembers(_), "GET") => GROUP_MEMBER_READ,
         (GroupMemberRefs(_), "POST") | (GroupMemberRef(_, _), "DELETE") => GROUP_MEMBER_WRITE,
         (DirectoryRoles | DirectoryRole(_) | DirectoryRoleMembers(_), "GET") => ROLE_READ,
-        (DirectoryRoleMemberRefs(_), "POST") | (DirectoryRoleMemberRef(_, _), "DELETE") => ROLE_MEMBER_WRITE,
+        (DirectoryRoles | DirectoryRoleMemberRefs(_), "POST") | (DirectoryRoleMemberRef(_, _), "DELETE") => {
+            ROLE_MEMBER_WRITE
+        }
         (DeviceConfigurations | DeviceConfiguration(_) | DeviceConfigurationAssignments(_), "GET") => {
             DEVICE_CONFIG_READ
         }
@@ -153,8 +156,10 @@ pub fn quota(route: &Route, method: &Method) -> Option<Quota> {
         | Group(_)
         | GroupMemberRefs(_)
         | GroupMemberRef(_, _)
+        | DirectoryRoles
         | DirectoryRoleMemberRefs(_)
         | Device(_)
+        | DirectoryRoleMemberRef(_, _)
         | Invitations => Some(Quota::IdentityWrite),
         _ => None,
     }

@@ -254,7 +254,7 @@ fn duplicate_upn() -> GraphError {
 
 /// `POST /users`.
 pub fn create(t: &mut Tenant, ctx: &Ctx) -> Result<GraphResponse, GraphError> {
-    let body = ctx.body_object()?;
+    let body = &odata::entity_body(ctx, "microsoft.graph.user")?;
     for required in [
         "accountEnabled",
         "displayName",
@@ -293,7 +293,7 @@ pub fn create(t: &mut Tenant, ctx: &Ctx) -> Result<GraphResponse, GraphError> {
 
 /// `PATCH /users/{id|upn}`.
 pub fn update(t: &mut Tenant, ctx: &Ctx, key: &str) -> Result<GraphResponse, GraphError> {
-    let body = ctx.body_object()?;
+    let body = &odata::entity_body(ctx, "microsoft.graph.user")?;
     validate_properties(t, body)?;
     let id = find_id(t, key, ctx)?;
     if let Some(upn) = body.get("userPrincipalName").and_then(Value::as_str)
