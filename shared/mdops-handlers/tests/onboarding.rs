@@ -477,9 +477,8 @@ async fn several_objects_with_a_natural_key_are_reported_not_one_adopted() {
     let rig = Rig::start(|seed| {
         for id in ids {
             seed.objects.groups.push(GroupSeed {
-                display_name: "Modern Workplace Devices-Test".into(),
                 id: Some(id),
-                members: Vec::new(),
+                ..GroupSeed::security("Modern Workplace Devices-Test")
             });
         }
     })
