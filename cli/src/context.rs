@@ -152,3 +152,59 @@ impl Context {
         Context { deps }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        global: GlobalArgs,
+    }
+
+    #[tokio::test]
+    async fn every_global_flag_takes_effect() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("sub").join("flags.db");
+        let cli = Cli::parse_from([
+            "mdops",
+            "--db",
+            db.to_str().unwrap(),
+            "--step-lease-secs",
+            "33",
+            "--step-grace-secs",
+            "11",
+            "--lag-window-secs",
+            "7",
+            "--graph-base",
+            "https://graph.microsoft.us/v1.0/",
+            "--authority-host",
+            "https://login.microsoftonline.us",
+        ]);
+        let ctx = Context::open(&cli.global).await.unwrap();
+        assert_eq!(ctx.deps.runs.lease, Duration::from_secs(33));
+        assert_eq!(ctx.deps.runs.grace, Duration::from_secs(11));
+        assert_eq!(ctx.deps.lag_window, Duration::from_secs(7));
+        let graph = ctx.deps.reach.graph().config();
+        assert_eq!(graph.graph_base.as_str(), "https://graph.microsoft.us/v1.0/");
+        assert_eq!(graph.authority_host.as_str(), "https://login.microsoftonline.us/");
+        assert!(db.exists(), "--db is the file opened");
+
+        let sim = Cli::parse_from([
+            "mdops",
+            "--db",
+            db.to_str().unwrap(),
+            "--sim-url",
+            "http://127.0.0.1:9/",
+        ]);
+        let config = sim.global.graph_config().unwrap();
+        assert_eq!(config.graph_base.as_str(), "http://127.0.0.1:9/v1.0/");
+        assert_eq!(config.authority_host.as_str(), "http://127.0.0.1:9/");
+        let aws = Cli::parse_from(["mdops", "--backend", "aws", "--aws-prefix", "p1"]);
+        assert_eq!(aws.global.backend, Backend::Aws);
+        assert_eq!(aws.global.aws_prefix, "p1");
+    }
+}

@@ -25,8 +25,9 @@ impl WorkerArgs {
     /// The worker settings these flags describe.
     pub fn settings(&self) -> WorkerSettings {
         WorkerSettings {
-            concurrency: self.concurrency,
-            per_tenant: self.per_tenant,
+            concurrency: self.concurrency.max(1),
+            per_tenant: self.per_tenant.max(1),
+            visibility: std::time::Duration::from_secs(self.visibility_secs.max(1)),
             ..WorkerSettings::default()
         }
     }
@@ -50,4 +51,42 @@ pub async fn run(args: WorkerArgs, global: &GlobalArgs) -> Result<()> {
         )
         .await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        worker: WorkerArgs,
+    }
+
+    #[test]
+    fn every_worker_flag_reaches_the_worker_settings() {
+        let cli = Cli::parse_from([
+            "mdops",
+            "--concurrency",
+            "3",
+            "--per-tenant",
+            "2",
+            "--visibility-secs",
+            "7",
+        ]);
+        let s = cli.worker.settings();
+        assert_eq!(s.concurrency, 3);
+        assert_eq!(s.per_tenant, 2);
+        assert_eq!(
+            s.visibility,
+            Duration::from_secs(7),
+            "--visibility-secs is used, not dropped"
+        );
+        let defaults = Cli::parse_from(["mdops"]).worker.settings();
+        assert_eq!(defaults, WorkerSettings::default());
+    }
 }

@@ -1,6 +1,13 @@
 //! The embedded worker: polls the queues, runs each message's handler with bounded concurrency
 //! (overall and per tenant), applies the handler's [`Disposition`], and ticks the deadline
 //! reconciler. Receives long-poll, so a worker never sleeps while a message is ready.
+//!
+//! A slot of the overall concurrency is taken *before* receiving, so no message is taken that no
+//! slot can work. A received message may still wait for its tenant's capacity (the tenant is known
+//! only from the body); from receipt until it is settled the worker keeps it invisible (a
+//! heartbeat extends its visibility every third of the timeout), so neither waiting nor a slow
+//! handler lets its visibility lapse and a second worker take it. Onboarding steps are also bound
+//! by their lease (`RunSettings::step_budget`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -18,6 +25,8 @@ use crate::onboarding;
 const MAX_RECEIVE: usize = 10;
 /// Overdue steps re-sent per tick; more wait for the next tick.
 const OVERDUE_PER_TICK: usize = 100;
+/// Shortest interval between visibility extensions of a held message.
+const MIN_HEARTBEAT: Duration = Duration::from_millis(200);
 /// Pause after a receive error before polling again, so a dead backend is not hammered.
 const RECEIVE_ERROR_BACKOFF: Duration = Duration::from_secs(1);
 
@@ -30,7 +39,7 @@ pub struct WorkerSettings {
     pub per_tenant: usize,
     /// Long-poll wait of one receive.
     pub wait: Duration,
-    /// Visibility timeout of a received message: longer than one step with its in-process retries.
+    /// Visibility timeout of a received message; extended while the message is held.
     pub visibility: Duration,
     /// How often overdue steps are looked for.
     pub tick: Duration,
@@ -96,6 +105,29 @@ impl Worker {
             settings,
             tenants: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Runs `work` while extending the message's visibility every third of the timeout.
+    async fn keep_invisible<F: std::future::Future>(
+        &self,
+        queue: QueueName,
+        message: &ReceivedMessage,
+        work: F,
+    ) -> F::Output {
+        let every = (self.settings.visibility / 3).max(MIN_HEARTBEAT);
+        let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(work);
+        loop {
+            tokio::select! {
+                out = &mut work => return out,
+                _ = beat.tick() => {
+                    if let Err(e) = self.deps.queue.change_visibility(queue, &message.receipt, self.settings.visibility).await {
+                        tracing::warn!(message = %message.id, error = %e, "could not extend a held message's visibility");
+                    }
+                }
+            }
+        }
     }
 
     fn tenant_permits(&self, tenant: &str) -> Arc<Semaphore> {
@@ -175,12 +207,15 @@ impl Worker {
                 let me = self.clone();
                 handling.spawn(async move {
                     let _permit = permit;
-                    let tenant = tenant_of(&message.body).map(|t| me.tenant_permits(&t));
-                    let _tenant_permit = match &tenant {
-                        Some(s) => Some(s.clone().acquire_owned().await.expect("semaphore never closed")),
-                        None => None,
+                    let work = async {
+                        let tenant = tenant_of(&message.body).map(|t| me.tenant_permits(&t));
+                        let _tenant_permit = match &tenant {
+                            Some(s) => Some(s.clone().acquire_owned().await.expect("semaphore never closed")),
+                            None => None,
+                        };
+                        dispatch(queue, &message, &me.deps).await
                     };
-                    let disposition = dispatch(queue, &message, &me.deps).await;
+                    let disposition = me.keep_invisible(queue, &message, work).await;
                     apply(queue, &message, disposition, &me.deps).await;
                 });
             }

@@ -502,3 +502,135 @@ async fn several_objects_with_a_natural_key_are_reported_not_one_adopted() {
         .count();
     assert_eq!(test_groups, 2, "no third one was made");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_never_works_past_its_lease() {
+    use tenant_sim::faults::{FaultAction, FaultSpec};
+    let rig = Rig::start(|_| {}).await;
+    // Preflight's read of the organization hangs for longer than the step's lease (5 s): without
+    // a bound the holder would go on (and retry) while a second delivery has taken the step over.
+    let hang = Duration::from_secs(8);
+    rig.control
+        .add_fault(
+            &rig.tenant_id,
+            &FaultSpec {
+                method: Some("GET".into()),
+                path_prefix: "/v1.0/organization".into(),
+                count: 1,
+                action: FaultAction::Hang {
+                    ms: hang.as_millis() as u64,
+                },
+            },
+        )
+        .await
+        .unwrap();
+    let started = tokio::time::Instant::now();
+    let view = rig.onboard(TIMEOUT).await;
+    assert_eq!(view.status(), RunStatus::Succeeded, "{:#?}", view.steps);
+    let preflight = view.step("preflight").unwrap().clone();
+    // Let the hung call end, and a holder that outlived its lease make its late retry.
+    tokio::time::sleep_until(started + hang + Duration::from_secs(2)).await;
+    let done_at = preflight.finished_at.unwrap();
+    let late: Vec<_> = rig
+        .requests()
+        .await
+        .into_iter()
+        .filter(|r| r.path == "/v1.0/organization" && r.query.contains("displayName"))
+        .filter(|r| r.time.parse::<chrono::DateTime<chrono::Utc>>().unwrap() > done_at)
+        .collect();
+    assert!(late.is_empty(), "a holder past its lease still called Graph: {late:?}");
+}
+
+/// Remembers the highest receive count each message reached.
+struct Watched(
+    Arc<dyn Queue>,
+    Arc<std::sync::Mutex<std::collections::HashMap<String, u32>>>,
+);
+
+#[async_trait]
+impl Queue for Watched {
+    async fn send(&self, queue: QueueName, message: OutgoingMessage) -> Result<String, QueueError> {
+        self.0.send(queue, message).await
+    }
+    async fn send_batch(&self, queue: QueueName, messages: Vec<OutgoingMessage>) -> Result<Vec<String>, QueueError> {
+        self.0.send_batch(queue, messages).await
+    }
+    async fn receive(
+        &self,
+        queue: QueueName,
+        max: usize,
+        wait: Duration,
+        visibility: Duration,
+    ) -> Result<Vec<ReceivedMessage>, QueueError> {
+        let got = self.0.receive(queue, max, wait, visibility).await?;
+        let mut seen = self.1.lock().unwrap();
+        for m in &got {
+            let n = seen.entry(m.id.clone()).or_insert(0);
+            *n = (*n).max(m.receive_count);
+        }
+        Ok(got)
+    }
+    async fn delete(&self, queue: QueueName, receipt: &str) -> Result<(), QueueError> {
+        self.0.delete(queue, receipt).await
+    }
+    async fn change_visibility(&self, queue: QueueName, receipt: &str, visibility: Duration) -> Result<(), QueueError> {
+        self.0.change_visibility(queue, receipt, visibility).await
+    }
+    async fn record_failure(&self, queue: QueueName, m: &ReceivedMessage, f: &Failure) -> Result<(), QueueError> {
+        self.0.record_failure(queue, m, f).await
+    }
+    async fn dead_letter(&self, queue: QueueName, m: &ReceivedMessage, f: &Failure) -> Result<(), QueueError> {
+        self.0.dead_letter(queue, m, f).await
+    }
+    async fn dead_letter_refused(&self, queue: QueueName, body: &str, failure: &Failure) -> Result<String, QueueError> {
+        self.0.dead_letter_refused(queue, body, failure).await
+    }
+    async fn dead_letters(&self, queue: QueueName, limit: usize) -> Result<Vec<DeadLetter>, QueueError> {
+        self.0.dead_letters(queue, limit).await
+    }
+    async fn replay(&self, queue: QueueName, ids: &[String]) -> Result<Vec<String>, QueueError> {
+        self.0.replay(queue, ids).await
+    }
+    async fn purge(&self, queue: QueueName, ids: &[String]) -> Result<Vec<String>, QueueError> {
+        self.0.purge(queue, ids).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_held_longer_than_its_visibility_is_not_delivered_again() {
+    use mdops_handlers::worker::Worker;
+    let seen = Arc::new(std::sync::Mutex::new(std::collections::HashMap::new()));
+    let watched = seen.clone();
+    let rig = Rig::start_with_queue(|_| {}, move |q| Arc::new(Watched(q, watched))).await;
+    // Preflight takes 3 s (two calls of 1.5 s, within its lease), three times the visibility of 1 s.
+    let mut knobs = rig.control.knobs(&rig.tenant_id).await.unwrap();
+    knobs.latency_ms = 1_500;
+    rig.control.set_knobs(&rig.tenant_id, &knobs).await.unwrap();
+    let settings = mdops_handlers::worker::WorkerSettings {
+        visibility: Duration::from_secs(1),
+        ..common::test_worker_settings()
+    };
+    let run_id = mdops_handlers::onboarding::enroll(&rig.deps, &rig.tenant_id, "test")
+        .await
+        .unwrap()
+        .run_id()
+        .to_string();
+    let worker = Worker::new(rig.deps.clone(), settings);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let working = tokio::spawn(async move { worker.run(&[QueueName::Onboarding], stop_rx).await });
+    let runs = Runs::new(rig.deps.store.as_ref(), rig.deps.runs);
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        let view = runs.get(&run_id).await.unwrap().unwrap();
+        if view.step("preflight").unwrap().status == StepStatus::Done || tokio::time::Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop_tx.send(true).unwrap();
+    working.await.unwrap();
+    let seen = seen.lock().unwrap().clone();
+    assert!(!seen.is_empty());
+    let again: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(again.is_empty(), "held messages were delivered again: {again:?}");
+}

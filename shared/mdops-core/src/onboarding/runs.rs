@@ -32,14 +32,23 @@ const MAX_CONFLICT_RETRIES: usize = 16;
 /// Timing of the state machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RunSettings {
-    /// How long a started step is presumed alive before another delivery may take it over. Longer
-    /// than any one Graph action with its in-process retries.
+    /// How long a started step is presumed alive before another delivery may take it over. Each
+    /// attempt is stopped at [`RunSettings::step_budget`], well inside it.
     pub lease: Duration,
     /// How long after a step is released (or its retry is due) its message must have started it,
     /// before the message is presumed lost and sent again.
     pub grace: Duration,
     /// Attempts after which a step that keeps asking for a retry is failed for an operator.
     pub max_attempts: u32,
+}
+
+impl RunSettings {
+    /// The longest one attempt of a step may work: three quarters of its lease, leaving the rest
+    /// to record the outcome before another delivery may take the step over. A step still working
+    /// at its budget is stopped (and retried), so two holders never run one step side by side.
+    pub fn step_budget(&self) -> Duration {
+        self.lease * 3 / 4
+    }
 }
 
 impl Default for RunSettings {

@@ -21,6 +21,8 @@ use steps::StepContext;
 
 /// Longest delay a queue message can carry (SQS: 15 minutes). Longer waits are re-sent in hops.
 pub const MAX_QUEUE_DELAY: Duration = Duration::from_secs(15 * 60);
+/// Wait before the next attempt of a step stopped at its budget (its Graph call hung).
+const OVERRUN_RETRY: Duration = Duration::from_secs(2);
 /// Most messages one send_batch carries (SQS's limit).
 const SEND_BATCH: usize = 10;
 
@@ -201,7 +203,19 @@ async fn handle_decoded(message: StepMessage, receive_count: u32, deps: &Deps) -
                 now: deps.now(),
                 lag_window: deps.lag_window,
             };
-            let outcome = steps::execute(kind, &ctx).await;
+            let budget = deps.runs.step_budget();
+            let outcome = match tokio::time::timeout(budget, steps::execute(kind, &ctx)).await {
+                Ok(outcome) => outcome,
+                // Past the budget the lease is nearly over: stop here rather than work beside the
+                // delivery that takes the step over. A create in flight counts as attempted.
+                Err(_) => StepOutcome::retry(
+                    OVERRUN_RETRY,
+                    format!(
+                        "the step ran past its budget of {budget:?} (lease {:?}) and was stopped; the next attempt finds before it creates",
+                        deps.runs.lease
+                    ),
+                ),
+            };
             (outcome, ctx.write_attempted.load(Ordering::Relaxed))
         }
         Err(e) if e.is_permanent() => (StepOutcome::failed(e.to_string()), false),
