@@ -16,6 +16,8 @@ use crate::context::{GlobalArgs, Ports};
 
 /// Most runs printed.
 const RUN_LIMIT: usize = 1_000;
+/// Most quarantined records printed.
+const MAX_QUARANTINED_SHOWN: usize = 100;
 
 /// `mdops status`
 #[derive(Args, Debug)]
@@ -106,10 +108,14 @@ async fn snapshot(args: &StatusArgs, ports: &Ports, tenant: Option<&TenantId>) -
             .collect();
         return Ok(format!("{}\n", serde_json::to_string_pretty(&out)?));
     }
+    let quarantined = mdops_core::quarantine::list(ports.store.as_ref(), MAX_QUARANTINED_SHOWN).await?;
     if views.is_empty() {
-        return Ok("no onboarding runs yet (start one with `mdops onboard --tenant-id ...`)\n".into());
+        return Ok(format!(
+            "no onboarding runs yet (start one with `mdops onboard --tenant-id ...`)\n{}",
+            render_quarantined(&quarantined)
+        ));
     }
-    let mut out = String::new();
+    let mut out = render_quarantined(&quarantined);
     for view in &views {
         out.push_str(&render(view, args.steps));
         out.push_str(&render_dead_letters(
@@ -117,6 +123,27 @@ async fn snapshot(args: &StatusArgs, ports: &Ports, tenant: Option<&TenantId>) -
         ));
     }
     Ok(out)
+}
+
+/// Records the timer passes set aside because they do not decode, one line each.
+pub fn render_quarantined(quarantined: &[mdops_core::quarantine::Quarantined]) -> String {
+    if quarantined.is_empty() {
+        return String::new();
+    }
+    let mut out = format!(
+        "quarantined records ({}): the timers skip them until they are repaired (rewrite the record with a valid body)\n",
+        quarantined.len()
+    );
+    for q in quarantined {
+        out.push_str(&format!(
+            "  {}  {:<16} {}  {}\n",
+            q.key,
+            q.due_kind,
+            q.quarantined_at.format("%Y-%m-%d %H:%M:%S"),
+            q.reason.replace('\n', " "),
+        ));
+    }
+    out
 }
 
 /// The dead letters of one run, one line each (nothing when there are none).

@@ -723,16 +723,14 @@ impl<'a> AccessRequests<'a> {
     /// Outbox entries whose sender did not queue them in time.
     pub async fn outbox_due(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
         let records = self.store.due(OUTBOX_DUE_KIND, now, limit).await?;
-        records
-            .into_iter()
-            .map(|r| {
-                let message = serde_json::from_value(r.body.clone()).map_err(|e| StoreError::Corrupt {
-                    key: r.key.clone(),
-                    reason: e.to_string(),
-                })?;
-                Ok(OutboxEntry { key: r.key, message })
-            })
-            .collect()
+        let mut due = Vec::with_capacity(records.len());
+        for r in records {
+            match serde_json::from_value(r.body.clone()) {
+                Ok(message) => due.push(OutboxEntry { key: r.key, message }),
+                Err(e) => crate::quarantine::quarantine(self.store, &r, &e.to_string(), now).await?,
+            }
+        }
+        Ok(due)
     }
 
     /// Removes an outbox entry once its message is queued.
@@ -796,18 +794,21 @@ impl<'a> AccessRequests<'a> {
         Ok(out)
     }
 
-    /// Requests whose timer is due at `now`, earliest first.
+    /// Requests whose timer is due at `now`, earliest first. A record that does not decode is
+    /// quarantined with its reason (see [`crate::quarantine`]) and left out, so the others go on.
     pub async fn due(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Versioned>, StoreError> {
         let records = self.store.due(ACCESS_DUE_KIND, now, limit).await?;
-        records
-            .iter()
-            .map(|r| {
-                Ok(Versioned {
-                    request: AccessRequest::from_record(r)?,
+        let mut due = Vec::with_capacity(records.len());
+        for r in &records {
+            match AccessRequest::from_record(r) {
+                Ok(request) => due.push(Versioned {
+                    request,
                     version: r.version,
-                })
-            })
-            .collect()
+                }),
+                Err(e) => crate::quarantine::quarantine(self.store, r, &e.to_string(), now).await?,
+            }
+        }
+        Ok(due)
     }
 
     /// Appends an audit entry for a request.

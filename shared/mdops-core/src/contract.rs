@@ -1104,6 +1104,101 @@ pub mod store {
         );
     }
 
+    /// A due record that no longer decodes (valid JSON of the wrong shape, as another version
+    /// would write) is quarantined with its reason by the timer passes of onboarding and access,
+    /// which go on with the records after it; the record itself is kept.
+    pub async fn undecodable_due_records_are_quarantined(s: Arc<dyn Store>) {
+        use crate::access::{ACCESS_DUE_KIND, AccessRequest, AccessRequests, AccessSettings, Caller, NewAccessRequest};
+        use crate::onboarding::runs::{RunSettings, Runs, STEP_DEADLINE_KIND};
+        use crate::tenant::{TenantId, TenantSettings};
+        let now = Utc::now();
+        let long_ago = now - chrono::Duration::hours(1);
+        let bad = |key: Key, kind: &str| NewRecord {
+            key,
+            body: serde_json::json!({"status": "teleporting", "name": 7}),
+            collection: None,
+            due: Some(DueEntry {
+                kind: kind.into(),
+                at: long_ago,
+            }),
+        };
+        let bad_step = Key::new("run#old.1", "step#from-the-future");
+        let bad_request = Key::new("access#from-the-future", "request");
+        put_if(&*s, bad(bad_step.clone(), STEP_DEADLINE_KIND), Condition::Absent)
+            .await
+            .expect("seed bad step");
+        put_if(&*s, bad(bad_request.clone(), ACCESS_DUE_KIND), Condition::Absent)
+            .await
+            .expect("seed bad request");
+
+        let tenant: TenantId = "aaaaaaaa-2222-3333-4444-555555555555".parse().unwrap();
+        let runs = Runs::new(&*s, RunSettings::default());
+        runs.enroll(&tenant, &crate::onboarding::plan(), "contract", now)
+            .await
+            .expect("enroll");
+        let later = now + chrono::Duration::hours(2);
+        let resent = runs
+            .overdue(later, 10)
+            .await
+            .expect("the pass goes on past the bad record");
+        assert_eq!(
+            resent.iter().map(|m| m.step.as_str()).collect::<Vec<_>>(),
+            ["preflight"],
+            "the good step behind the bad one is re-sent"
+        );
+
+        let caller = Caller {
+            upn: "alice@provider.example".into(),
+            oid: "11111111-0000-0000-0000-000000000001".into(),
+            tenant_id: "11111111-2222-3333-4444-555555555555".into(),
+            name: "Alice".into(),
+            roles: vec!["Access.SOC".into()],
+            groups: Vec::new(),
+        };
+        let input = NewAccessRequest {
+            tenant: tenant.to_string(),
+            role_group: TenantSettings::default().access_role_groups[0].clone(),
+            justification: "contract".into(),
+            ticket: "INC1".into(),
+            duration_minutes: 60,
+        };
+        let request = AccessRequest::new(
+            "good".into(),
+            &input,
+            &caller,
+            &TenantSettings::default(),
+            &AccessSettings::default(),
+            now,
+        )
+        .expect("valid request");
+        let access = AccessRequests::new(&*s);
+        access.create(&request, &[], now).await.expect("store request");
+        let due = access
+            .due(later, 10)
+            .await
+            .expect("the pass goes on past the bad record");
+        assert_eq!(due.iter().map(|v| v.request.id.as_str()).collect::<Vec<_>>(), ["good"]);
+
+        let quarantined = crate::quarantine::list(&*s, 10).await.expect("list quarantine");
+        let keys: BTreeSet<Key> = quarantined.iter().map(|q| q.key.clone()).collect();
+        assert_eq!(keys, BTreeSet::from([bad_step.clone(), bad_request.clone()]));
+        for q in &quarantined {
+            assert!(!q.reason.is_empty(), "says why: {q:?}");
+            assert_eq!(q.body["status"], "teleporting", "keeps the body");
+        }
+        let kept = s.get(&bad_step).await.expect("get").expect("the record itself is kept");
+        assert_eq!(kept.body["status"], "teleporting");
+        assert!(kept.due.is_none(), "it left the due index");
+        assert!(
+            s.due(STEP_DEADLINE_KIND, later, 10)
+                .await
+                .expect("due")
+                .iter()
+                .all(|r| r.key != bad_step),
+            "later passes do not meet it again"
+        );
+    }
+
     /// The key [`corrupt_record_is_reported`] expects the adapter's corruption hook to damage.
     pub fn corrupt_key() -> Key {
         Key::new("run#bad", "step#broken")
@@ -1212,7 +1307,8 @@ macro_rules! store_contract {
             audit_append_and_read_back,
             audit_commits_with_its_transaction,
             audit_log_is_append_only,
-            audit_pages_newest_first
+            audit_pages_newest_first,
+            undecodable_due_records_are_quarantined
         );
 
         #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -28,6 +28,7 @@ pub mod message;
 pub mod onboarding;
 pub mod outcome;
 pub mod permissions;
+pub mod quarantine;
 pub mod queue;
 pub mod secrets;
 pub mod store;

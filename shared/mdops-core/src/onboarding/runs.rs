@@ -721,7 +721,15 @@ impl<'a> Runs<'a> {
         let records = self.store.due(STEP_DEADLINE_KIND, now, limit).await?;
         let mut resend = Vec::new();
         for record in records {
-            let step: StepRecord = decode(&record)?;
+            let step: StepRecord = match decode(&record) {
+                Ok(step) => step,
+                Err(e) => {
+                    // One bad record must not stop the pass (it is the earliest due, so it would be
+                    // in every batch): set it aside with its reason and go on.
+                    crate::quarantine::quarantine(self.store, &record, &e.to_string(), now).await?;
+                    continue;
+                }
+            };
             let run_id = record
                 .key
                 .partition
@@ -742,10 +750,16 @@ impl<'a> Runs<'a> {
             };
             match self.store.transact(vec![write]).await {
                 Ok(()) => {
-                    let run = self.store.get(&Key::new(run_partition(&run_id), "run")).await?;
-                    if let Some(run) = run {
-                        let run: RunRecord = decode(&run)?;
-                        resend.push(StepMessage::new(&run_id, &run.tenant_id, &step.name, step.attempts + 1));
+                    let run = self.store.get(&Key::new(run_partition(&run_id), "run")).await;
+                    match run.and_then(|r| r.map(|r| decode::<RunRecord>(&r)).transpose()) {
+                        Ok(Some(run)) => {
+                            resend.push(StepMessage::new(&run_id, &run.tenant_id, &step.name, step.attempts + 1))
+                        }
+                        Ok(None) => {}
+                        // The step's deadline moved on; the pass goes on with the others.
+                        Err(e) => {
+                            tracing::error!(run = %run_id, error = %e, "cannot re-send a step of an unreadable run")
+                        }
                     }
                 }
                 Err(StoreError::ConditionFailed { .. }) => {}
