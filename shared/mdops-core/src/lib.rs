@@ -23,6 +23,7 @@
 pub mod access;
 #[cfg(feature = "contract")]
 pub mod contract;
+pub mod crash_point;
 pub mod licences;
 pub mod message;
 pub mod onboarding;

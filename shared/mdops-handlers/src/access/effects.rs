@@ -312,6 +312,7 @@ async fn elevate(deps: &Deps, settings: &AccessSettings, request: &AccessRequest
         Err(e) if e.is_reference_already_exists() => {}
         Err(e) => return Err(e.into()),
     }
+    mdops_core::crash_point::reached(mdops_core::crash_point::ACCESS_ELEVATED);
     let now = deps.now();
     let (gid, uid) = (group_id.clone(), guest_id.clone());
     let written = update(deps, &request.id, |r| {

@@ -64,6 +64,7 @@ pub async fn expiry_pass(deps: &Deps, limit: usize) -> Result<ExpiryReport, Stor
         };
         match repo.decide(&next, version, &effects, now).await {
             Ok(outbox) => {
+                mdops_core::crash_point::reached(mdops_core::crash_point::ACCESS_DECIDED);
                 match action {
                     "expired" => report.expired += 1,
                     "ended" => report.ended += 1,

@@ -208,6 +208,7 @@ impl AccessService {
             };
             match repo.decide(&request, current.version, &effects, now).await {
                 Ok(outbox) => {
+                    mdops_core::crash_point::reached(mdops_core::crash_point::ACCESS_DECIDED);
                     let mut detail = json!({"state": request.state});
                     if let Some(reason) = reason.filter(|r| !r.trim().is_empty()) {
                         detail["reason"] = json!(reason.trim());

@@ -221,6 +221,11 @@ async fn handle_decoded(message: StepMessage, receive_count: u32, deps: &Deps) -
         Err(e) if e.is_permanent() => (StepOutcome::failed(e.to_string()), false),
         Err(e) => (StepOutcome::retry(REDELIVER_AFTER, e.to_string()), false),
     };
+    if write_attempted
+        && matches!(&outcome, StepOutcome::Done { output } if output.get("created") == Some(&true.into()))
+    {
+        mdops_core::crash_point::reached(mdops_core::crash_point::STEP_WRITTEN);
+    }
     finish(&runs, &message, attempt, outcome, write_attempted, deps).await
 }
 
