@@ -8,7 +8,6 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use mdops_core::onboarding::runs::{RunStatus, RunView, Runs, StepStatus};
 use mdops_core::queue::QueueName;
-use mdops_handlers::worker::Worker;
 
 use crate::context::{Context, GlobalArgs};
 use crate::worker::WorkerArgs;
@@ -40,7 +39,7 @@ pub async fn onboard_and_wait(
     let enrollment = mdops_handlers::onboarding::enroll(&ctx.deps, tenant_id, requested_by).await?;
     let run_id = enrollment.run_id().to_string();
     let runs = Runs::new(ctx.deps.store.as_ref(), ctx.deps.runs);
-    let worker = Worker::new(ctx.deps.clone(), worker.settings());
+    let worker = worker.worker(ctx.deps.clone());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let working = tokio::spawn(async move { worker.run(&[QueueName::Onboarding, QueueName::Licences], stop_rx).await });
 

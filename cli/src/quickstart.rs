@@ -96,6 +96,7 @@ pub async fn run(args: QuickstartArgs) -> Result<()> {
     println!("3. onboarding: enrollment -> queue -> one Graph action per step (worker in this process)");
     let started = std::time::Instant::now();
     let worker = WorkerArgs {
+        duplicate_deliveries: false,
         concurrency: 16,
         per_tenant: 8,
         visibility_secs: 120,

@@ -19,6 +19,9 @@ pub struct WorkerArgs {
     /// Seconds a received message stays invisible to other workers.
     #[arg(long, default_value_t = WorkerSettings::default().visibility.as_secs())]
     pub visibility_secs: u64,
+    /// Rehearsal: send every message twice (SQS's at-least-once delivery at its worst).
+    #[arg(long)]
+    pub duplicate_deliveries: bool,
 }
 
 impl WorkerArgs {
@@ -33,10 +36,20 @@ impl WorkerArgs {
     }
 }
 
+impl WorkerArgs {
+    /// A worker over `deps` as these flags describe it.
+    pub fn worker(&self, mut deps: mdops_handlers::Deps) -> std::sync::Arc<Worker> {
+        if self.duplicate_deliveries {
+            deps.queue = std::sync::Arc::new(mdops_handlers::duplicating::DuplicatingQueue(deps.queue));
+        }
+        Worker::new(deps, self.settings())
+    }
+}
+
 /// Runs `mdops worker`.
 pub async fn run(args: WorkerArgs, global: &GlobalArgs) -> Result<()> {
     let ctx = Context::open(global).await?;
-    let worker = Worker::new(ctx.deps.clone(), args.settings());
+    let worker = args.worker(ctx.deps.clone());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         crate::shutdown_signal().await;

@@ -23,6 +23,7 @@
 pub mod access;
 pub mod deps;
 pub mod disposition;
+pub mod duplicating;
 pub mod licences;
 pub mod onboarding;
 pub mod operators;

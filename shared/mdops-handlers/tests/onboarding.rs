@@ -72,67 +72,9 @@ async fn enrolling_an_onboarded_tenant_again_converges_with_zero_writes() {
     );
 }
 
-/// Sends every message twice: SQS's at-least-once delivery at its worst.
-struct Twice(Arc<dyn Queue>);
-
-#[async_trait]
-impl Queue for Twice {
-    async fn send(&self, queue: QueueName, message: OutgoingMessage) -> Result<String, QueueError> {
-        self.0.send(queue, message.clone()).await?;
-        self.0.send(queue, message).await
-    }
-    async fn send_batch(&self, queue: QueueName, messages: Vec<OutgoingMessage>) -> Result<Vec<String>, QueueError> {
-        self.0.send_batch(queue, messages.clone()).await?;
-        self.0.send_batch(queue, messages).await
-    }
-    async fn receive(
-        &self,
-        queue: QueueName,
-        max: usize,
-        wait: Duration,
-        visibility: Duration,
-    ) -> Result<Vec<ReceivedMessage>, QueueError> {
-        self.0.receive(queue, max, wait, visibility).await
-    }
-    async fn delete(&self, queue: QueueName, receipt: &str) -> Result<(), QueueError> {
-        self.0.delete(queue, receipt).await
-    }
-    async fn change_visibility(&self, queue: QueueName, receipt: &str, visibility: Duration) -> Result<(), QueueError> {
-        self.0.change_visibility(queue, receipt, visibility).await
-    }
-    async fn record_failure(
-        &self,
-        queue: QueueName,
-        message: &ReceivedMessage,
-        failure: &Failure,
-    ) -> Result<(), QueueError> {
-        self.0.record_failure(queue, message, failure).await
-    }
-    async fn dead_letter(
-        &self,
-        queue: QueueName,
-        message: &ReceivedMessage,
-        failure: &Failure,
-    ) -> Result<(), QueueError> {
-        self.0.dead_letter(queue, message, failure).await
-    }
-    async fn dead_letter_refused(&self, queue: QueueName, body: &str, failure: &Failure) -> Result<String, QueueError> {
-        self.0.dead_letter_refused(queue, body, failure).await
-    }
-    async fn dead_letters(&self, queue: QueueName, limit: usize) -> Result<Vec<DeadLetter>, QueueError> {
-        self.0.dead_letters(queue, limit).await
-    }
-    async fn replay(&self, queue: QueueName, ids: &[String]) -> Result<Vec<String>, QueueError> {
-        self.0.replay(queue, ids).await
-    }
-    async fn purge(&self, queue: QueueName, ids: &[String]) -> Result<Vec<String>, QueueError> {
-        self.0.purge(queue, ids).await
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_message_delivered_twice_creates_nothing_twice() {
-    let rig = Rig::start_with_queue(|_| {}, |q| Arc::new(Twice(q))).await;
+    let rig = Rig::start_with_queue(|_| {}, |q| Arc::new(mdops_handlers::duplicating::DuplicatingQueue(q))).await;
     let before = rig.counts().await;
     let view = rig.onboard(TIMEOUT).await;
     assert_eq!(view.status(), RunStatus::Succeeded, "{:#?}", view.steps);
