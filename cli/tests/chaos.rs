@@ -8,7 +8,7 @@
 //! `CHAOS_TENANTS` (2), `CHAOS_SEED` (1), `CHAOS_DEADLINE_SECS` (420).
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,7 +26,9 @@ use tenant_sim::chaos::ChaosSpec;
 use tenant_sim::knobs::Knobs;
 use tenant_sim::seeds::{GroupSeed, UserSeed, consented_tenant};
 
-const MDOPS: &str = env!("CARGO_BIN_EXE_mdops");
+mod processes;
+
+use processes::run_ok;
 const SOC: &str = "Modern Workplace Roles-SOC";
 /// How long after its end a guest may still be in a role group.
 const REMOVAL_WITHIN: chrono::Duration = chrono::Duration::seconds(60);
@@ -42,31 +44,7 @@ struct ChaosTenant {
 }
 
 fn mdops(db: &std::path::Path, sim: &str) -> Command {
-    let mut c = Command::new(MDOPS);
-    c.arg("--db").arg(db).arg("--sim-url").arg(format!("{sim}/"));
-    c.args([
-        "--step-lease-secs",
-        "12",
-        "--step-grace-secs",
-        "3",
-        "--lag-window-secs",
-        "2",
-    ]);
-    c.stdout(Stdio::null()).stderr(Stdio::null());
-    c
-}
-
-fn run_ok(mut c: Command) {
-    let out = c
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .output()
-        .expect("run mdops");
-    assert!(
-        out.status.success(),
-        "mdops failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    processes::mdops(db, sim, 12, 3)
 }
 
 fn worker(db: &std::path::Path, sim: &str, log: &std::path::Path) -> Child {

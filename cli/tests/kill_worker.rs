@@ -2,7 +2,7 @@
 //! Graph write and recording it (`MDOPS_CRASH_AT`), and restarted: the onboarding run completes
 //! with nothing lost and nothing created twice.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use mdops_core::onboarding::runs::{RunSettings, RunStatus, Runs};
@@ -13,40 +13,16 @@ use tenant_sim::SimClient;
 use tenant_sim::knobs::Knobs;
 use tenant_sim::seeds::consented_tenant;
 
-const MDOPS: &str = env!("CARGO_BIN_EXE_mdops");
+mod processes;
+
+use processes::run_ok;
 /// Kill-and-restart rounds before the last worker is left to finish.
 const KILLS: usize = 6;
 /// Longest the final worker may take.
 const FINISH_WITHIN: Duration = Duration::from_secs(120);
 
 fn mdops(db: &std::path::Path, sim: &str) -> Command {
-    let mut c = Command::new(MDOPS);
-    c.arg("--db").arg(db).arg("--sim-url").arg(format!("{sim}/"));
-    // Short leases so a killed holder's step is taken over within seconds.
-    c.args([
-        "--step-lease-secs",
-        "3",
-        "--step-grace-secs",
-        "2",
-        "--lag-window-secs",
-        "2",
-    ]);
-    c.stdout(Stdio::null()).stderr(Stdio::null());
-    c
-}
-
-fn run_ok(mut c: Command) {
-    let out = c
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .output()
-        .expect("run mdops");
-    assert!(
-        out.status.success(),
-        "mdops failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    processes::mdops(db, sim, 3, 2)
 }
 
 fn worker(db: &std::path::Path, sim: &str) -> Child {
