@@ -2,15 +2,19 @@
 //!
 //! - `configure`: the access settings (provider tenant, team roles, alias, mailbox, approvals,
 //!   window), kept in the state store so the API, the worker and the functions share them.
-//! - `serve`: the HTTP API on this machine (the same router as the `access-api` Lambda function).
+//! - `serve`: the HTTP API on this machine (the same router as the `access-api` Lambda function),
+//!   plain HTTP: on loopback, or behind a TLS-terminating proxy (`--behind-tls-proxy`).
 //! - `request`, `approve`, `deny`, `cancel`, `revoke`: decisions, through the API with the person's
-//!   own Entra ID token (`--api`, `--token` or `MDOPS_ACCESS_TOKEN`), so the terminal gets exactly
-//!   the checks the API makes.
+//!   own Entra ID token (`--token-file`, `MDOPS_ACCESS_TOKEN`, or `--token`, which other local users
+//!   can read from the process list), so the terminal gets exactly the checks the API makes.
 //! - `list`, `show`, `audit`: read the store directly (operators with access to the backend).
+//! - `adopt-guest`: take over an existing guest account for an engineer (audited).
 //!
-//! The timers run on the worker's tick (`mdops worker`) or with `mdops access tick`.
+//! The timers run on the worker's tick (`mdops worker`) or with `mdops access tick`; the membership
+//! sweep with them (paced), or now with `mdops access sweep`.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context as _, Result, bail};
@@ -19,9 +23,10 @@ use mdops_access_api::client::AccessClient;
 use mdops_access_api::{ApiState, AuthSettings, JwtValidator};
 use mdops_core::access::{
     AccessRequest, AccessRequests, AccessSettings, AccessState, ListFilter, NewAccessRequest, load_settings,
-    save_settings,
+    refusals_subject, save_settings,
 };
-use mdops_handlers::access::{AccessService, expiry_pass};
+use mdops_handlers::access::adopt::adopt_guest;
+use mdops_handlers::access::{AccessService, expiry_pass, sweep};
 use secrecy::SecretString;
 
 use crate::context::{Context, GlobalArgs};
@@ -46,6 +51,11 @@ enum AccessCommand {
     Serve(ServeArgs),
     /// Run the timer pass once (expire, end, re-send removals).
     Tick,
+    /// Remove every guest in a role group that holds no live grant, now (the worker does it
+    /// every few minutes).
+    Sweep,
+    /// Take over an existing guest account as the engineer's for a request (audited).
+    AdoptGuest(AdoptArgs),
     /// List requests.
     List(ListArgs),
     /// Show one request with its audit trail.
@@ -92,11 +102,20 @@ struct ConfigureArgs {
     approval_window_minutes: Option<u32>,
 }
 
+/// `serve` speaks plain HTTP; bearer tokens must never cross a network in clear.
 #[derive(Args, Debug)]
+#[command(
+    after_help = "The API speaks plain HTTP. Serve it on a loopback address, or behind a reverse proxy that \
+terminates TLS (and pass --behind-tls-proxy to listen on another address): the bearer tokens it \
+receives must never cross a network unencrypted. On AWS, API Gateway terminates TLS."
+)]
 struct ServeArgs {
-    /// Address to listen on.
+    /// Address to listen on (loopback unless --behind-tls-proxy).
     #[arg(long, default_value = "127.0.0.1:8443")]
     listen: SocketAddr,
+    /// Listen on a non-loopback address: a TLS-terminating proxy stands in front.
+    #[arg(long)]
+    behind_tls_proxy: bool,
     /// The API's audience (`aud` of accepted tokens).
     #[arg(long, env = "MDOPS_ACCESS_AUDIENCE")]
     audience: String,
@@ -131,6 +150,21 @@ struct IdArgs {
     /// Print JSON.
     #[arg(long)]
     json: bool,
+    /// Also print refused decisions by team members (kept apart from the trail).
+    #[arg(long)]
+    refusals: bool,
+}
+
+#[derive(Args, Debug)]
+struct AdoptArgs {
+    /// The request whose engineer the guest belongs to.
+    id: String,
+    /// The guest's object id in the request's customer tenant.
+    #[arg(long)]
+    guest: String,
+    /// Who is adopting, for the audit log (default: $USER).
+    #[arg(long, env = "MDOPS_ACTOR")]
+    actor: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -138,9 +172,13 @@ struct ApiArgs {
     /// The access API's address.
     #[arg(long, env = "MDOPS_ACCESS_API", default_value = "http://127.0.0.1:8443")]
     api: String,
-    /// Your Entra ID access token for the API.
+    /// A file holding your Entra ID access token for the API (`-` reads standard input).
+    #[arg(long, env = "MDOPS_ACCESS_TOKEN_FILE", conflicts_with = "token")]
+    token_file: Option<PathBuf>,
+    /// Your Entra ID access token. Prefer MDOPS_ACCESS_TOKEN or --token-file: a command line is
+    /// visible to every user of this machine.
     #[arg(long, env = "MDOPS_ACCESS_TOKEN", hide_env_values = true)]
-    token: String,
+    token: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -162,6 +200,10 @@ struct RequestArgs {
     /// Minutes of access.
     #[arg(long, default_value_t = 60)]
     minutes: u32,
+    /// Sent as `Idempotency-Key`: running the same command again with the same key answers the
+    /// request already filed instead of filing (and mailing) a second one.
+    #[arg(long)]
+    idempotency_key: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -186,6 +228,24 @@ pub async fn run(args: AccessArgs, global: &GlobalArgs) -> Result<()> {
             println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(())
         }
+        AccessCommand::Sweep => {
+            let ctx = Context::open(global).await?;
+            let report = sweep(&ctx.deps).await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            Ok(())
+        }
+        AccessCommand::AdoptGuest(a) => {
+            let ctx = Context::open(global).await?;
+            let actor = crate::context::operator_actor(a.actor);
+            let elevating = adopt_guest(&ctx.deps, &a.id, &a.guest, &actor).await?;
+            println!(
+                "guest {} adopted for request {} by {actor}{}",
+                a.guest,
+                a.id,
+                if elevating { "; elevating again" } else { "" }
+            );
+            Ok(())
+        }
         AccessCommand::List(a) => list(a, global).await,
         AccessCommand::Show(a) => show(a, global, true).await,
         AccessCommand::Audit(a) => show(a, global, false).await,
@@ -197,7 +257,7 @@ pub async fn run(args: AccessArgs, global: &GlobalArgs) -> Result<()> {
                 ticket: a.ticket,
                 duration_minutes: a.minutes,
             };
-            print_decision(client(&a.api)?.request(&input).await)
+            print_decision(client(&a.api)?.request(&input, a.idempotency_key.as_deref()).await)
         }
         AccessCommand::Approve(a) => print_decision(client(&a.api)?.approve(&a.id).await),
         AccessCommand::Deny(a) => {
@@ -212,7 +272,31 @@ pub async fn run(args: AccessArgs, global: &GlobalArgs) -> Result<()> {
 }
 
 fn client(api: &ApiArgs) -> Result<AccessClient> {
-    Ok(AccessClient::new(&api.api, SecretString::from(api.token.clone()))?)
+    Ok(AccessClient::new(&api.api, read_token(api)?)?)
+}
+
+/// The token from `--token-file` (or `-` for standard input), else `MDOPS_ACCESS_TOKEN`/`--token`.
+fn read_token(api: &ApiArgs) -> Result<SecretString> {
+    let text = match (&api.token_file, &api.token) {
+        (Some(path), _) if path.as_os_str() == "-" => {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+                .context("--token-file -: reading standard input")?;
+            text
+        }
+        (Some(path), _) => {
+            std::fs::read_to_string(path).with_context(|| format!("--token-file {}: cannot read it", path.display()))?
+        }
+        (None, Some(token)) => token.clone(),
+        (None, None) => bail!(
+            "no access token: give --token-file PATH or set MDOPS_ACCESS_TOKEN (get one with `az account get-access-token --resource <API app id URI>`)"
+        ),
+    };
+    let token = text.trim();
+    if token.is_empty() {
+        bail!("the access token is empty: check --token-file or MDOPS_ACCESS_TOKEN");
+    }
+    Ok(SecretString::from(token.to_string()))
 }
 
 fn print_decision(result: Result<serde_json::Value, mdops_access_api::client::ClientError>) -> Result<()> {
@@ -277,6 +361,12 @@ async fn serve(a: ServeArgs, global: &GlobalArgs) -> Result<()> {
         service: AccessService::new(ctx.deps.clone()),
         auth: Arc::new(JwtValidator::new(auth)?),
     };
+    if !a.listen.ip().is_loopback() && !a.behind_tls_proxy {
+        bail!(
+            "--listen {}: not a loopback address; the API speaks plain HTTP, so put a TLS-terminating proxy in front and pass --behind-tls-proxy",
+            a.listen
+        );
+    }
     let listener = tokio::net::TcpListener::bind(a.listen)
         .await
         .with_context(|| format!("--listen: cannot listen on {}", a.listen))?;
@@ -292,6 +382,7 @@ async fn list(a: ListArgs, global: &GlobalArgs) -> Result<()> {
         state: a.state.as_deref().map(str::parse::<AccessState>).transpose()?,
         tenant: a.tenant,
         requester: a.requester,
+        requester_id: None,
     };
     let requests = AccessRequests::new(ports.store.as_ref())
         .list(&filter, LIST_LIMIT)
@@ -321,9 +412,22 @@ async fn show(a: IdArgs, global: &GlobalArgs, with_request: bool) -> Result<()> 
         .get(&a.id)
         .await?
         .with_context(|| format!("no access request {}", a.id))?;
-    let trail = repo.trail(&a.id, AUDIT_LIMIT).await?;
+    // Newest first, as the API shows it.
+    let trail = repo.trail(&a.id, None, AUDIT_LIMIT).await?.entries;
+    let refusals = if a.refusals {
+        ports
+            .store
+            .audit_page(&refusals_subject(&a.id), None, AUDIT_LIMIT)
+            .await?
+            .entries
+    } else {
+        Vec::new()
+    };
     if a.json {
         let mut out = serde_json::json!({"audit": trail});
+        if a.refusals {
+            out["refusals"] = serde_json::to_value(&refusals)?;
+        }
         if with_request {
             out["request"] = serde_json::to_value(&found.request)?;
         }
@@ -370,6 +474,18 @@ async fn show(a: IdArgs, global: &GlobalArgs, with_request: bool) -> Result<()> 
             entry.action,
             entry.detail
         );
+    }
+    if a.refusals {
+        println!("refused decisions:");
+        for entry in refusals {
+            println!(
+                "{}  {:<28}  {:<24}  {}",
+                entry.at.to_rfc3339(),
+                entry.actor,
+                entry.action,
+                entry.detail
+            );
+        }
     }
     Ok(())
 }

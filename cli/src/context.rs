@@ -153,6 +153,13 @@ impl Context {
     }
 }
 
+/// Who an operator action is audited as: `--actor`/`MDOPS_ACTOR`, else the local account (`$USER`).
+pub fn operator_actor(flag: Option<String>) -> String {
+    flag.or_else(|| std::env::var("USER").ok())
+        .filter(|a| !a.trim().is_empty())
+        .unwrap_or_else(|| "unknown-operator".into())
+}
+
 #[cfg(test)]
 mod tests {
     use clap::Parser;

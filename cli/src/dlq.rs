@@ -148,12 +148,6 @@ fn parse_rate(text: &str) -> Result<u32, String> {
     }
 }
 
-fn actor(flag: Option<String>) -> String {
-    flag.or_else(|| std::env::var("USER").ok())
-        .filter(|a| !a.trim().is_empty())
-        .unwrap_or_else(|| "unknown-operator".into())
-}
-
 fn time(t: Option<DateTime<Utc>>) -> String {
     t.map_or_else(|| "-".into(), |t| t.format("%Y-%m-%d %H:%M:%S").to_string())
 }
@@ -255,7 +249,7 @@ pub async fn run(args: DlqArgs, global: &GlobalArgs) -> Result<()> {
                 let n = operators::list(queue, &filter).await?.len();
                 bail!("purge would delete {n} dead letter(s) for good: add --yes to do it");
             }
-            let report = operators::purge(queue, store, &filter, &actor(who)).await?;
+            let report = operators::purge(queue, store, &filter, &crate::context::operator_actor(who)).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
@@ -276,7 +270,7 @@ async fn replay(
         dry_run: true,
         max: args.max,
         rate: args.rate,
-        actor: actor(args.actor),
+        actor: crate::context::operator_actor(args.actor),
     };
     let mut quiet = |_: usize, _: usize| {};
     let plan = operators::replay(queue, store, &filter, &options, &mut quiet).await?;

@@ -144,6 +144,7 @@ async fn request_and_approve_from_a_terminal() {
                         roles: vec!["Access.SOC".into()],
                         groups: Vec::new(),
                         lifetime_secs: None,
+                        ..Default::default()
                     },
                 )
                 .await

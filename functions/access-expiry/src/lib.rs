@@ -1,7 +1,11 @@
 //! The access-expiry Lambda function. Two triggers, one instance's clients:
 //! - the EventBridge schedule (every minute): [`Function::tick`] runs the access timer pass
 //!   (`mdops_handlers::access::expiry_pass`): expire undecided requests, end elapsed access, re-send
-//!   outstanding removals, relay unqueued side effects;
+//!   outstanding removals, relay unqueued side effects; then the membership sweep
+//!   (`mdops_handlers::access::sweep_if_due`, at most once per `SWEEP_INTERVAL` across every
+//!   instance), which removes any guest in a role group that holds no live grant. The sweep rides
+//!   this schedule rather than a function of its own: it needs the same clients and permissions;
+//!   no extra schedule or IAM role is needed in the template;
 //! - the access SQS queue: [`Function::work`] runs each record through the same handler as the
 //!   embedded worker (`mdops_handlers::access::handle`) and reports partial batch failures.
 //!
@@ -11,12 +15,22 @@ use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use mdops_core::queue::QueueName;
 use mdops_handlers::Deps;
-use mdops_handlers::access::{ExpiryReport, expiry_pass};
+use mdops_handlers::access::{ExpiryReport, SweepReport, expiry_pass, sweep_if_due};
+use serde::Serialize;
 use serde_json::Value;
 
 /// Due requests (and outbox entries) handled per scheduled run; the rest wait a minute. A pass of
 /// this size takes seconds, well inside the function's timeout.
 pub const PER_TICK: usize = 200;
+
+/// What one scheduled run did.
+#[derive(Debug, Serialize)]
+pub struct TickReport {
+    #[serde(flatten)]
+    pub expiry: ExpiryReport,
+    /// The sweep, when one was due.
+    pub sweep: Option<SweepReport>,
+}
 
 /// What the function keeps between invocations.
 pub struct Function {
@@ -32,10 +46,16 @@ impl Function {
         })
     }
 
-    /// One scheduled run of the timer pass.
-    pub async fn tick(&self, event: EventBridgeEvent<Value>) -> anyhow::Result<ExpiryReport> {
+    /// One scheduled run of the timer pass, and of the sweep when it is due. A failed pass does
+    /// not keep the sweep from running (the sweep is what ends access when the records cannot).
+    pub async fn tick(&self, event: EventBridgeEvent<Value>) -> anyhow::Result<TickReport> {
         tracing::info!(source = %event.source, "access timer pass");
-        let report = expiry_pass(&self.deps, PER_TICK).await?;
+        let expiry = expiry_pass(&self.deps, PER_TICK).await;
+        let sweep = sweep_if_due(&self.deps).await;
+        let report = TickReport {
+            expiry: expiry?,
+            sweep: sweep?,
+        };
         tracing::info!(?report, "access timer pass done");
         Ok(report)
     }

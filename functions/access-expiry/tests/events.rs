@@ -48,7 +48,7 @@ async fn the_schedule_event_runs_the_timer_pass() {
     )
     .unwrap();
     AccessRequests::new(store.as_ref())
-        .create(&request, &[], two_hours_ago)
+        .create(&request, Default::default(), two_hours_ago)
         .await
         .unwrap();
 

@@ -51,8 +51,21 @@ impl AccessClient {
     }
 
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<Value, ClientError> {
+        self.call_with(method, path, body, None).await
+    }
+
+    async fn call_with(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+        idempotency_key: Option<&str>,
+    ) -> Result<Value, ClientError> {
         let url = format!("{}{path}", self.base);
         let mut req = self.http.request(method, &url).bearer_auth(self.token.expose_secret());
+        if let Some(key) = idempotency_key {
+            req = req.header(crate::router::IDEMPOTENCY_KEY, key);
+        }
         if let Some(b) = body {
             req = req.json(&b);
         }
@@ -74,10 +87,11 @@ impl AccessClient {
         Ok(body)
     }
 
-    /// Files a request.
-    pub async fn request(&self, input: &NewAccessRequest) -> Result<Value, ClientError> {
+    /// Files a request; with an idempotency key, a repeat answers the request already filed.
+    pub async fn request(&self, input: &NewAccessRequest, idempotency_key: Option<&str>) -> Result<Value, ClientError> {
         let body = serde_json::to_value(input).expect("a request always serialises");
-        self.call(reqwest::Method::POST, "/requests", Some(body)).await
+        self.call_with(reqwest::Method::POST, "/requests", Some(body), idempotency_key)
+            .await
     }
 
     /// Approves a request.

@@ -2,9 +2,10 @@
 //!
 //! | Route | Does |
 //! |---|---|
-//! | `POST /requests` | file a request `{tenant, role_group, justification, ticket, duration_minutes}` -> 201 |
-//! | `GET /requests?state=&tenant=&requester=&limit=` | list |
-//! | `GET /requests/{id}` | the request and its audit trail |
+//! | `POST /requests` | file a request `{tenant, role_group, justification, ticket, duration_minutes}` -> 201; with `Idempotency-Key`, a retry answers the same request (200) |
+//! | `GET /requests?state=&tenant=&requester=&limit=` | list (a non-member sees only their own) |
+//! | `GET /requests/{id}` | the request and the newest page of its audit trail (`audit`, `audit_next`) |
+//! | `GET /requests/{id}/audit?before=&limit=` | an older page of the trail, newest first |
 //! | `POST /requests/{id}/approve` | approve (another team member) |
 //! | `POST /requests/{id}/deny` | deny `{reason}` |
 //! | `POST /requests/{id}/cancel` | cancel (the requester) |
@@ -13,14 +14,16 @@
 //!
 //! Every other route needs `Authorization: Bearer <Entra ID access token>`; any token problem is a
 //! bare 401 (the reason is logged, not told). Refusals: 400 names the field, 403 says who may, 409
-//! carries the request's current `state`.
+//! carries the request's current `state`, 422 is an idempotency key reused with another body.
+//! Reads are authorized like decisions: team members read every request, a requester their own,
+//! anyone else gets 403.
 
 use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -33,6 +36,9 @@ use crate::auth::{AuthError, JwtValidator};
 
 /// Largest request body: a justification and a ticket, not a file.
 const MAX_BODY: usize = 64 * 1024;
+/// The header a client retrying `POST /requests` repeats (IETF draft "The Idempotency-Key HTTP
+/// Header Field").
+pub const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
 /// Default and largest page of `GET /requests`.
 const DEFAULT_LIMIT: usize = 50;
 const MAX_LIMIT: usize = 500;
@@ -50,6 +56,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/health", get(|| async { Json(json!({"ok": true})) }))
         .route("/requests", post(create).get(list))
         .route("/requests/{id}", get(show))
+        .route("/requests/{id}/audit", get(trail))
         .route("/requests/{id}/approve", post(approve))
         .route("/requests/{id}/deny", post(deny))
         .route("/requests/{id}/cancel", post(cancel))
@@ -96,6 +103,10 @@ impl From<AccessError> for ApiError {
                 ApiError(StatusCode::CONFLICT, json!({"error": r.to_string(), "state": state}))
             }
             AccessError::NotFound(id) => ApiError(StatusCode::NOT_FOUND, json!({"error": format!("no request {id}")})),
+            e @ AccessError::KeyReused(_) => ApiError(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                json!({"error": e.to_string(), "field": IDEMPOTENCY_KEY}),
+            ),
             AccessError::Store(s) => {
                 tracing::error!(error = %s, "access API: store unavailable");
                 ApiError(
@@ -139,10 +150,29 @@ struct Reason {
     reason: String,
 }
 
-async fn create(State(s): State<ApiState>, Authed(caller): Authed, body: Bytes) -> Result<Response, ApiError> {
+async fn create(
+    State(s): State<ApiState>,
+    Authed(caller): Authed,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let input: NewAccessRequest = parse(&body)?;
-    let request = s.service.request(&caller, &input).await?;
-    Ok((StatusCode::CREATED, Json(request)).into_response())
+    let key = match headers.get(IDEMPOTENCY_KEY) {
+        Some(v) => Some(v.to_str().map_err(|_| {
+            ApiError(
+                StatusCode::BAD_REQUEST,
+                json!({"error": "Idempotency-Key: must be visible ASCII", "field": IDEMPOTENCY_KEY}),
+            )
+        })?),
+        None => None,
+    };
+    let filed = s.service.request(&caller, &input, key).await?;
+    let status = if filed.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(filed.request)).into_response())
 }
 
 #[derive(Deserialize)]
@@ -155,7 +185,7 @@ struct ListQuery {
 
 async fn list(
     State(s): State<ApiState>,
-    Authed(_caller): Authed,
+    Authed(caller): Authed,
     Query(q): Query<ListQuery>,
 ) -> Result<Response, ApiError> {
     let state = match q.state.as_deref().filter(|v| !v.is_empty()) {
@@ -171,19 +201,36 @@ async fn list(
         state,
         tenant: q.tenant,
         requester: q.requester,
+        requester_id: None,
     };
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
-    let requests = s.service.list(&filter, limit).await?;
+    let requests = s.service.list(&caller, &filter, limit).await?;
     Ok(Json(json!({"requests": requests})).into_response())
 }
 
-async fn show(
+async fn show(State(s): State<ApiState>, Authed(caller): Authed, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let (request, audit) = s.service.get(&caller, &id).await?;
+    Ok(Json(json!({"request": request, "audit": audit.entries, "audit_next": audit.next})).into_response())
+}
+
+#[derive(Deserialize)]
+struct TrailQuery {
+    before: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn trail(
     State(s): State<ApiState>,
-    Authed(_caller): Authed,
+    Authed(caller): Authed,
     Path(id): Path<String>,
+    Query(q): Query<TrailQuery>,
 ) -> Result<Response, ApiError> {
-    let (request, audit) = s.service.get(&id).await?;
-    Ok(Json(json!({"request": request, "audit": audit})).into_response())
+    let limit = q.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
+    let page = s
+        .service
+        .trail(&caller, &id, q.before.as_deref().filter(|b| !b.is_empty()), limit)
+        .await?;
+    Ok(Json(json!({"audit": page.entries, "audit_next": page.next})).into_response())
 }
 
 async fn approve(

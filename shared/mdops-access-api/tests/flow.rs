@@ -9,7 +9,7 @@ use mdops_core::access::{AccessState, EffectStatus};
 use mdops_core::queue::QueueName;
 use mdops_handlers::access::expiry_pass;
 use serde_json::json;
-use support::{ALICE, BOB, Backend, CAROL, EVE, Rig, SOC, TEAM_ALIAS};
+use support::{ALICE, BOB, Backend, CAROL, EVE, Rig, SOC, TEAM_ALIAS, removed};
 use tenant_sim::faults::{FaultAction, FaultSpec};
 
 fn minutes(m: i64) -> chrono::Duration {
@@ -74,11 +74,15 @@ async fn happy_path_mails_elevates_and_removes_at_expiry() {
     rig.clock.advance(minutes(2));
     let report = expiry_pass(&rig.deps, 100).await.unwrap();
     assert_eq!(report.ended, 1, "{report:?}");
-    rig.drain_until(|r| !r.removal_outstanding(), &id).await;
+    rig.drain_until(removed, &id).await;
+    assert!(!rig.soc_members().await.contains(&guest), "guest removed at expiry");
+    let r = rig.stored(&id).await;
+    assert_eq!(r.removal.as_ref().unwrap().status, EffectStatus::Verifying);
+    // Re-checked until no late add can arrive, then done.
+    rig.settle_removal(&id).await;
     let r = rig.stored(&id).await;
     assert_eq!(r.state, AccessState::Ended);
     assert_eq!(r.removal.as_ref().unwrap().status, EffectStatus::Done);
-    assert!(!rig.soc_members().await.contains(&guest), "guest removed at expiry");
     assert!(
         rig.mail()
             .await
@@ -100,16 +104,27 @@ async fn happy_path_mails_elevates_and_removes_at_expiry() {
         .iter()
         .map(|a| a["action"].as_str().unwrap())
         .collect();
-    for a in ["requested", "approved", "mail.sent", "elevated", "ended", "removed"] {
+    for a in [
+        "requested",
+        "approved",
+        "mail.sent",
+        "elevated",
+        "ended",
+        "removed",
+        "removal.verified",
+    ] {
         assert!(actions.contains(&a), "audit lacks {a}: {actions:?}");
     }
+    assert_eq!(actions.first(), Some(&"removal.verified"), "newest first: {actions:?}");
     let approved = body["audit"]
         .as_array()
         .unwrap()
         .iter()
         .find(|a| a["action"] == "approved")
         .unwrap();
-    assert_eq!(approved["actor"], BOB);
+    let bob = rig.validator.validate(&rig.member(BOB).await).await.unwrap();
+    assert_eq!(approved["actor"], format!("user:{}", bob.id()), "by object id");
+    assert_eq!(approved["detail"]["by"], BOB, "the name only for display");
 }
 
 #[tokio::test]
@@ -147,13 +162,22 @@ async fn self_approval_and_non_members_are_refused_and_each_person_counts_once()
     assert_eq!((status, body["state"].as_str()), (200, Some("approved")), "{body}");
     let r = rig.stored(&id).await;
     assert_eq!(r.approvals.len(), 2);
-    let refused: Vec<_> = rig
-        .trail(&id)
+    assert!(
+        !rig.trail(&id).await.iter().any(|a| a.action.ends_with(".refused")),
+        "refusals never enter the trail"
+    );
+    let refused = rig
+        .deps
+        .store
+        .audit(&mdops_core::access::refusals_subject(&id), 100)
         .await
-        .into_iter()
-        .filter(|a| a.action == "approved.refused")
-        .collect();
-    assert_eq!(refused.len(), 3, "every refusal is audited");
+        .unwrap();
+    let who: Vec<&str> = refused.iter().map(|a| a.detail["by"].as_str().unwrap()).collect();
+    assert_eq!(
+        who,
+        vec![ALICE, BOB],
+        "team members' refusals kept apart; Eve's only logged"
+    );
 }
 
 #[tokio::test]
@@ -303,13 +327,14 @@ async fn early_revoke_removes_the_guest() {
         )
         .await;
     assert_eq!((status, body["state"].as_str()), (200, Some("revoked")), "{body}");
-    rig.drain_until(|r| !r.removal_outstanding(), &id).await;
+    rig.drain_until(removed, &id).await;
     assert!(!rig.soc_members().await.contains(&guest));
     let r = rig.stored(&id).await;
     assert_eq!(
         (r.state, r.reason.as_deref()),
         (AccessState::Revoked, Some("work done"))
     );
+    rig.settle_removal(&id).await;
     // The end timer no longer applies.
     rig.clock.advance(minutes(180));
     assert_eq!(expiry_pass(&rig.deps, 100).await.unwrap(), Default::default());
@@ -350,10 +375,10 @@ async fn revocation_under_throttling_and_5xx_completes() {
     }
     rig.clock.advance(minutes(61));
     assert_eq!(expiry_pass(&rig.deps, 100).await.unwrap().ended, 1);
-    rig.drain_until(|r| !r.removal_outstanding(), &id).await;
+    rig.drain_until(removed, &id).await;
     let r = rig.stored(&id).await;
     let removal = r.removal.unwrap();
-    assert_eq!(removal.status, EffectStatus::Done);
+    assert_eq!(removal.status, EffectStatus::Verifying);
     assert!(removal.attempts >= 2, "took a redelivery: {removal:?}");
     assert!(!rig.soc_members().await.contains(&guest));
     let retries = rig
@@ -423,6 +448,8 @@ async fn a_removal_that_keeps_failing_is_dead_lettered_alarmed_and_sent_again() 
     assert_eq!(expiry_pass(&rig.deps, 100).await.unwrap().removals_resent, 1);
     rig.drain_until(|r| !r.removal_outstanding(), &id).await;
     assert!(!rig.soc_members().await.contains(&guest));
+    // Past the late-add window already: the first success settles it.
+    assert_eq!(rig.stored(&id).await.removal.unwrap().status, EffectStatus::Done);
 }
 
 #[tokio::test]
@@ -502,9 +529,12 @@ async fn the_embedded_worker_runs_the_side_effects_and_its_tick_ends_access() {
     assert!(rig.soc_members().await.contains(&guest));
     // Only the clock moves; the worker's own tick notices the end.
     rig.clock.advance(minutes(31));
-    let ended = until(|r| r.state == AccessState::Ended && !r.removal_outstanding() && r.mails_sent.len() == 3).await;
-    assert_eq!(ended.removal.unwrap().status, EffectStatus::Done);
+    let ended = until(|r| r.state == AccessState::Ended && removed(r) && r.mails_sent.len() == 3).await;
+    assert!(ended.removal.is_some());
     assert!(!rig.soc_members().await.contains(&guest));
+    // The tick keeps re-checking, and settles the removal once no late add can arrive.
+    rig.clock.advance(minutes(11));
+    until(|r| !r.removal_outstanding()).await;
     stop_tx.send(true).unwrap();
     working.await.unwrap();
 }
@@ -518,14 +548,14 @@ async fn the_guest_is_invited_once_and_found_by_mail_afterwards() {
     approve_and_elevate(&rig, &second).await;
     let (a, b) = (rig.stored(&first).await, rig.stored(&second).await);
     assert_eq!(a.guest_id, b.guest_id, "the same guest account");
-    let invited = |trail: Vec<mdops_core::store::AuditEntry>| {
+    let found = |trail: Vec<mdops_core::store::AuditEntry>| {
         trail
             .into_iter()
             .find(|e| e.action == "elevated")
-            .map(|e| e.detail["invited"].clone())
+            .map(|e| e.detail["guest"].clone())
     };
-    assert_eq!(invited(rig.trail(&first).await), Some(json!(true)));
-    assert_eq!(invited(rig.trail(&second).await), Some(json!(false)));
+    assert_eq!(found(rig.trail(&first).await), Some(json!("invited")));
+    assert_eq!(found(rig.trail(&second).await), Some(json!("recorded")));
     let guests = rig.control.objects(&rig.customer, "users").await.unwrap();
     assert_eq!(guests.iter().filter(|u| u["userType"] == "Guest").count(), 1);
 }
@@ -543,7 +573,7 @@ async fn access_revoked_before_its_elevation_ran_never_elevates() {
         .call("POST", &format!("/requests/{id}/revoke"), Some(&bob), None)
         .await;
     assert_eq!((status, body["state"].as_str()), (200, Some("revoked")), "{body}");
-    rig.drain_until(|r| !r.removal_outstanding(), &id).await;
+    rig.settle_removal(&id).await;
     let r = rig.stored(&id).await;
     assert_eq!(r.state, AccessState::Revoked);
     assert!(rig.soc_members().await.is_empty(), "nobody was put in the group");
@@ -580,11 +610,11 @@ async fn a_revocation_during_the_elevation_still_removes_the_guest() {
     };
     let (_, (status, _)) = tokio::join!(rig.drain_until(|r| r.state == AccessState::Revoked, &id), revoke);
     assert_eq!(status, 200);
-    rig.drain_until(|r| !r.removal_outstanding(), &id).await;
+    rig.drain_until(removed, &id).await;
     let trail = rig.trail(&id).await;
     let elevated = trail
         .iter()
-        .find(|e| e.action == "elevated")
+        .find(|e| e.action == "elevated.after_end")
         .expect("the elevation completed");
     assert_eq!(
         elevated.detail["state"], "revoked",

@@ -39,8 +39,9 @@ async fn access_on_dynamodb_and_sqs() {
     assert_eq!((status, body["state"].as_str()), (409, Some("expired")), "{body}");
     let report = expiry_pass(&rig.deps, 100).await.unwrap();
     assert_eq!((report.ended, report.expired), (1, 1), "{report:?}");
-    rig.drain_until(|r| !r.removal_outstanding() && r.mails_sent.len() == 3, &id)
+    rig.drain_until(|r| support::removed(r) && r.mails_sent.len() == 3, &id)
         .await;
+    rig.settle_removal(&id).await;
     let r = rig.stored(&id).await;
     assert_eq!(
         (r.state, r.removal.unwrap().status),

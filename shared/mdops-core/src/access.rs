@@ -15,6 +15,9 @@
 //! next revocation re-check while a removal is outstanding. Every transition is a conditional write
 //! on the version that was read.
 
+pub mod guests;
+pub mod idempotency;
+
 use std::fmt;
 use std::time::Duration;
 
@@ -23,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::message::Message;
 use crate::store::{
-    AuditEntry, CollectionEntry, Condition, DueEntry, Key, NewRecord, Record, Store, StoreError, Write,
+    AuditEntry, AuditPage, CollectionEntry, Condition, DueEntry, Key, NewRecord, Record, Store, StoreError, Write,
 };
 use crate::tenant::{InvalidInput, TenantId, TenantSettings};
 
@@ -45,14 +48,42 @@ pub const MAX_APPROVALS_REQUIRED: u32 = 5;
 /// was dead-lettered (or lost) is never given up.
 pub const REVOCATION_RECHECK: Duration = Duration::from_secs(15 * 60);
 
+/// How long after granted access ends an elevation that read the request before it ended may
+/// still add the guest: one access-queue handler run (bounded by the queue's visibility timeout,
+/// with Graph's in-process retries inside it) plus the replication lag before an add shows in
+/// the member list. Until then a removal keeps re-checking the membership.
+pub const ADD_IN_FLIGHT_BOUND: Duration = Duration::from_secs(10 * 60);
+/// How often a verifying removal re-checks the membership (the expiry pass runs every minute).
+pub const REMOVAL_VERIFY_INTERVAL: Duration = Duration::from_secs(60);
+/// Most live grants (approved or active requests) read at once by a removal or the sweep; more
+/// means something is wrong, and both refuse to act on a partial list.
+pub const MAX_LIVE_GRANTS: usize = 5000;
+
 /// Where a request lives.
 pub fn request_key(id: &str) -> Key {
     Key::new(format!("access#{id}"), "request")
 }
 
-/// The audit subject of a request.
+/// The audit subject of a request: its trail.
 pub fn audit_subject(id: &str) -> String {
     format!("access:{id}")
+}
+
+/// Where refused decisions by team members are audited: kept, but apart from the trail, so a
+/// stream of refusals cannot bury the real entries. (Refusals by non-members are only logged.)
+pub fn refusals_subject(id: &str) -> String {
+    format!("access-refusals:{id}")
+}
+
+/// An audit entry about request `id`.
+pub fn audit_entry(id: &str, actor: &str, action: &str, detail: serde_json::Value, at: DateTime<Utc>) -> AuditEntry {
+    AuditEntry {
+        subject: audit_subject(id),
+        actor: actor.to_string(),
+        action: action.to_string(),
+        detail,
+        at,
+    }
 }
 
 /// Configuration of the access service; defaults documented in `docs/access.md`.
@@ -140,10 +171,41 @@ fn looks_like_address(s: &str) -> bool {
         .is_some_and(|(l, d)| !l.is_empty() && d.contains('.') && !s.contains(char::is_whitespace))
 }
 
+/// A person by the ids Entra ID never changes: their tenant (`tid`) and object id (`oid`).
+/// Every rule (who requested, who approved, who may cancel or read) compares these, never a name:
+/// a UPN can be renamed, and `preferred_username` is not even unique.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PersonId {
+    pub tid: String,
+    pub oid: String,
+}
+
+impl PersonId {
+    /// The person's ids, lower case (Entra ids are GUIDs; case carries no meaning).
+    pub fn new(tid: &str, oid: &str) -> PersonId {
+        PersonId {
+            tid: tid.to_ascii_lowercase(),
+            oid: oid.to_ascii_lowercase(),
+        }
+    }
+
+    /// The audit actor: `user:{tid}/{oid}`.
+    pub fn actor(&self) -> String {
+        format!("user:{self}")
+    }
+}
+
+impl fmt::Display for PersonId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.tid, self.oid)
+    }
+}
+
 /// Who is calling: the claims of a validated token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Caller {
-    /// Sign-in name (`upn`, else `preferred_username`), lower case.
+    /// Sign-in name (`upn`, else `preferred_username`), lower case: for display and mail only.
     pub upn: String,
     /// Object id in the caller's tenant.
     pub oid: String,
@@ -158,6 +220,11 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// The caller's immutable identity.
+    pub fn id(&self) -> PersonId {
+        PersonId::new(&self.tenant_id, &self.oid)
+    }
+
     /// A team member holds a team role or is in a team group.
     pub fn is_team_member(&self, settings: &AccessSettings) -> bool {
         self.roles.iter().any(|r| settings.team_roles.contains(r))
@@ -239,6 +306,9 @@ impl std::str::FromStr for AccessState {
 /// One approval.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Approval {
+    /// Who approved (counted by this).
+    pub by_id: PersonId,
+    /// Their UPN at the time, for display.
     pub by: String,
     pub at: DateTime<Utc>,
 }
@@ -249,6 +319,10 @@ pub struct Approval {
 pub enum EffectStatus {
     /// Queued or being retried.
     Pending,
+    /// A removal that took the guest out (or found them out) and keeps re-checking the membership
+    /// until no elevation that started before the access ended can still add them back
+    /// ([`ADD_IN_FLIGHT_BOUND`]).
+    Verifying,
     Done,
     /// Dead-lettered after its retries; an operator is alarmed, and removals are re-sent.
     Failed,
@@ -306,7 +380,10 @@ impl MailKind {
 pub struct AccessRequest {
     pub id: String,
     pub tenant_id: TenantId,
-    /// The requester's UPN in the provider tenant (also the guest's e-mail address).
+    /// Who asked: every rule about the requester compares this.
+    pub requester_id: PersonId,
+    /// The requester's UPN in the provider tenant when they asked (also the guest's e-mail
+    /// address); for display and mail.
     pub requester: String,
     pub requester_name: String,
     pub role_group: String,
@@ -319,12 +396,18 @@ pub struct AccessRequest {
     pub approval_deadline: DateTime<Utc>,
     pub approvals_required: u32,
     pub approvals: Vec<Approval>,
-    /// Who denied, cancelled or revoked, and why.
+    /// Who denied, cancelled or revoked (`None` for the system), and why.
+    pub decided_by_id: Option<PersonId>,
+    /// Their UPN then, or `system:<component>`, for display.
     pub decided_by: Option<String>,
     pub reason: Option<String>,
     pub decided_at: Option<DateTime<Utc>>,
     /// When the access ends (set at approval: approval time plus the duration).
     pub ends_at: Option<DateTime<Utc>>,
+    /// When granted access actually ended (at its end, or revoked): the removal re-checks the
+    /// membership until [`ADD_IN_FLIGHT_BOUND`] after this.
+    #[serde(default)]
+    pub ended_at: Option<DateTime<Utc>>,
     /// The guest's object id in the customer tenant, once known.
     pub guest_id: Option<String>,
     /// The role group's object id, once known.
@@ -430,6 +513,7 @@ impl AccessRequest {
         Ok(AccessRequest {
             id,
             tenant_id,
+            requester_id: caller.id(),
             requester: caller.upn.clone(),
             requester_name: caller.name.clone(),
             role_group,
@@ -441,10 +525,12 @@ impl AccessRequest {
             approval_deadline: now + settings.approval_window(),
             approvals_required: settings.approvals_required,
             approvals: Vec::new(),
+            decided_by_id: None,
             decided_by: None,
             reason: None,
             decided_at: None,
             ends_at: None,
+            ended_at: None,
             guest_id: None,
             group_id: None,
             elevation: None,
@@ -469,7 +555,7 @@ impl AccessRequest {
     /// Records an approval; grants access once enough distinct team members approved.
     pub fn approve(&mut self, caller: &Caller, settings: &AccessSettings, now: DateTime<Utc>) -> Result<(), Refusal> {
         self.require_pending(now)?;
-        if caller.upn.eq_ignore_ascii_case(&self.requester) {
+        if self.is_requester(caller) {
             return Err(Refusal::Forbidden(
                 "the requester cannot approve their own request".into(),
             ));
@@ -480,10 +566,11 @@ impl AccessRequest {
                 caller.upn
             )));
         }
-        if self.approvals.iter().any(|a| a.by.eq_ignore_ascii_case(&caller.upn)) {
+        if self.approvals.iter().any(|a| a.by_id == caller.id()) {
             return Err(conflict(self.state, format!("{} has already approved", caller.upn)));
         }
         self.approvals.push(Approval {
+            by_id: caller.id(),
             by: caller.upn.clone(),
             at: now,
         });
@@ -505,7 +592,7 @@ impl AccessRequest {
         now: DateTime<Utc>,
     ) -> Result<(), Refusal> {
         self.require_pending(now)?;
-        if caller.upn.eq_ignore_ascii_case(&self.requester) {
+        if self.is_requester(caller) {
             return Err(Refusal::Forbidden(
                 "the requester cannot deny their own request (cancel it instead)".into(),
             ));
@@ -517,7 +604,7 @@ impl AccessRequest {
             )));
         }
         let reason = bounded_text("reason", reason, MAX_REASON_LEN)?;
-        self.finish(AccessState::Denied, &caller.upn, Some(reason), now);
+        self.finish(AccessState::Denied, Some(caller), Some(reason), now);
         Ok(())
     }
 
@@ -526,10 +613,10 @@ impl AccessRequest {
         if self.state != AccessState::Pending {
             return Err(conflict(self.state, "only a pending request can be cancelled"));
         }
-        if !caller.upn.eq_ignore_ascii_case(&self.requester) {
+        if !self.is_requester(caller) {
             return Err(Refusal::Forbidden("only the requester can cancel a request".into()));
         }
-        self.finish(AccessState::Cancelled, &caller.upn, None, now);
+        self.finish(AccessState::Cancelled, Some(caller), None, now);
         Ok(())
     }
 
@@ -544,7 +631,7 @@ impl AccessRequest {
         if !self.state.is_granted() {
             return Err(conflict(self.state, "only approved or active access can be revoked"));
         }
-        if !caller.upn.eq_ignore_ascii_case(&self.requester) && !caller.may_approve(settings) {
+        if !self.is_requester(caller) && !caller.may_approve(settings) {
             return Err(Refusal::Forbidden(format!("{} may not revoke this access", caller.upn)));
         }
         let reason = if reason.trim().is_empty() {
@@ -552,9 +639,20 @@ impl AccessRequest {
         } else {
             bounded_text("reason", reason, MAX_REASON_LEN)?
         };
-        self.finish(AccessState::Revoked, &caller.upn, Some(reason), now);
+        self.finish(AccessState::Revoked, Some(caller), Some(reason), now);
+        self.ended_at = Some(now);
         self.removal = Some(Effect::pending(now));
         Ok(())
+    }
+
+    /// The caller is the person who asked (by tenant and object id, whatever their UPN is now).
+    pub fn is_requester(&self, caller: &Caller) -> bool {
+        self.requester_id == caller.id()
+    }
+
+    /// May read this request and its trail: team members read all, a requester their own.
+    pub fn may_read(&self, caller: &Caller, settings: &AccessSettings) -> bool {
+        caller.is_team_member(settings) || self.is_requester(caller)
     }
 
     /// The expiry pass's transition for a request whose timer is due: `Some(new state)` if it
@@ -562,16 +660,12 @@ impl AccessRequest {
     pub fn expire(&mut self, now: DateTime<Utc>) -> Option<AccessState> {
         match self.state {
             AccessState::Pending if now > self.approval_deadline => {
-                self.finish(
-                    AccessState::Expired,
-                    "system:access-expiry",
-                    Some("not approved in time".into()),
-                    now,
-                );
+                self.finish(AccessState::Expired, None, Some("not approved in time".into()), now);
                 Some(AccessState::Expired)
             }
             s if s.is_granted() && self.ends_at.is_some_and(|end| now >= end) => {
                 self.state = AccessState::Ended;
+                self.ended_at = Some(now);
                 self.removal = Some(Effect::pending(now));
                 Some(AccessState::Ended)
             }
@@ -579,29 +673,50 @@ impl AccessRequest {
         }
     }
 
-    fn finish(&mut self, state: AccessState, by: &str, reason: Option<String>, now: DateTime<Utc>) {
+    fn finish(&mut self, state: AccessState, by: Option<&Caller>, reason: Option<String>, now: DateTime<Utc>) {
         self.state = state;
-        self.decided_by = Some(by.to_string());
+        self.decided_by_id = by.map(Caller::id);
+        self.decided_by = Some(by.map_or_else(|| "system:access-expiry".to_string(), |c| c.upn.clone()));
         self.reason = reason;
         self.decided_at = Some(now);
     }
 
-    /// True while a removal from the role group is outstanding.
+    /// True while a removal from the role group is outstanding (including its verification).
     pub fn removal_outstanding(&self) -> bool {
         self.removal.as_ref().is_some_and(|r| r.status != EffectStatus::Done)
     }
 
+    /// Until when a removal keeps re-checking the membership: [`ADD_IN_FLIGHT_BOUND`] after the
+    /// access ended.
+    pub fn removal_verify_until(&self) -> Option<DateTime<Utc>> {
+        let end = self.ended_at.or(self.decided_at)?;
+        Some(end + chrono::Duration::from_std(ADD_IN_FLIGHT_BOUND).unwrap_or(chrono::Duration::minutes(10)))
+    }
+
     /// The request's next timer: approval deadline, end, or removal re-check.
     pub fn next_due(&self) -> Option<DateTime<Utc>> {
+        let after = |since: DateTime<Utc>, wait: Duration| {
+            since + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::minutes(15))
+        };
         match self.state {
             AccessState::Pending => Some(self.approval_deadline),
             AccessState::Approved | AccessState::Active => self.ends_at,
             AccessState::Ended | AccessState::Revoked if self.removal_outstanding() => {
-                let since = self.removal.as_ref().map(|r| r.updated_at).unwrap_or(self.created_at);
-                Some(since + chrono::Duration::from_std(REVOCATION_RECHECK).unwrap_or(chrono::Duration::minutes(15)))
+                let removal = self.removal.as_ref()?;
+                Some(match removal.status {
+                    EffectStatus::Verifying => after(removal.updated_at, REMOVAL_VERIFY_INTERVAL),
+                    _ => after(removal.updated_at, REVOCATION_RECHECK),
+                })
             }
             _ => None,
         }
+    }
+
+    /// The same person's access to the same role group of the same tenant.
+    pub fn same_grant(&self, other: &AccessRequest) -> bool {
+        self.tenant_id == other.tenant_id
+            && self.requester_id == other.requester_id
+            && self.role_group.eq_ignore_ascii_case(&other.role_group)
     }
 
     fn to_record(&self) -> NewRecord {
@@ -639,12 +754,35 @@ pub struct Versioned {
 pub struct ListFilter {
     pub state: Option<AccessState>,
     pub tenant: Option<String>,
+    /// By the requester's UPN at the time they asked (display; team members' filter).
     pub requester: Option<String>,
+    /// By the requester's identity (what a non-member's list is narrowed to).
+    pub requester_id: Option<PersonId>,
 }
 
 /// Most requests one list returns (and reads from the collection when filtering by tenant or
 /// requester only): a page for a person, not an export.
 pub const MAX_LIST: usize = 500;
+
+/// What a decision writes with the request, in the same transaction: its side effects (outbox),
+/// its audit entries, and any other record it implies (e.g. an idempotency key).
+#[derive(Debug, Default)]
+pub struct Change {
+    pub effects: Vec<AccessWork>,
+    pub audit: Vec<AuditEntry>,
+    pub writes: Vec<Write>,
+}
+
+impl Change {
+    /// A change with these side effects and one audit entry.
+    pub fn new(effects: Vec<AccessWork>, audit: AuditEntry) -> Change {
+        Change {
+            effects,
+            audit: vec![audit],
+            writes: Vec::new(),
+        }
+    }
+}
 
 /// Access requests in the store.
 pub struct AccessRequests<'a> {
@@ -657,38 +795,37 @@ impl<'a> AccessRequests<'a> {
         AccessRequests { store }
     }
 
-    /// Stores a new request with its side effects in the outbox (fails with `ConditionFailed` if
-    /// the id exists).
+    /// Stores a new request with its change (fails with `ConditionFailed` if the id exists).
     pub async fn create(
         &self,
         request: &AccessRequest,
-        effects: &[AccessWork],
+        change: Change,
         now: DateTime<Utc>,
     ) -> Result<Vec<OutboxEntry>, StoreError> {
-        self.write(request, Condition::Absent, effects, now).await
+        self.write(request, Condition::Absent, change, now).await
     }
 
-    /// Replaces the request if it is still at `version`, and stores its side effects in the outbox
-    /// in the same transaction.
+    /// Replaces the request if it is still at `version`, with its change in the same transaction.
     pub async fn decide(
         &self,
         request: &AccessRequest,
         version: u64,
-        effects: &[AccessWork],
+        change: Change,
         now: DateTime<Utc>,
     ) -> Result<Vec<OutboxEntry>, StoreError> {
-        self.write(request, Condition::Version(version), effects, now).await
+        self.write(request, Condition::Version(version), change, now).await
     }
 
     async fn write(
         &self,
         request: &AccessRequest,
         condition: Condition,
-        effects: &[AccessWork],
+        change: Change,
         now: DateTime<Utc>,
     ) -> Result<Vec<OutboxEntry>, StoreError> {
         let relay_at = now + chrono::Duration::from_std(OUTBOX_GRACE).unwrap_or(chrono::Duration::seconds(30));
-        let entries: Vec<OutboxEntry> = effects
+        let entries: Vec<OutboxEntry> = change
+            .effects
             .iter()
             .map(|work| OutboxEntry {
                 key: Key::new(
@@ -716,6 +853,8 @@ impl<'a> AccessRequests<'a> {
                 condition: Condition::Absent,
             });
         }
+        writes.extend(change.audit.into_iter().map(Write::audit));
+        writes.extend(change.writes);
         self.store.transact(writes).await?;
         Ok(entries)
     }
@@ -754,17 +893,6 @@ impl<'a> AccessRequests<'a> {
         }
     }
 
-    /// Replaces the request if it is still at `version`; returns the new version.
-    pub async fn update(&self, request: &AccessRequest, version: u64) -> Result<u64, StoreError> {
-        self.store
-            .transact(vec![Write::Put {
-                record: request.to_record(),
-                condition: Condition::Version(version),
-            }])
-            .await?;
-        Ok(version + 1)
-    }
-
     /// Requests matching the filter, newest first within a state.
     pub async fn list(&self, filter: &ListFilter, limit: usize) -> Result<Vec<AccessRequest>, StoreError> {
         let prefix = filter.state.map(|s| format!("{s}#")).unwrap_or_default();
@@ -786,12 +914,43 @@ impl<'a> AccessRequests<'a> {
             {
                 continue;
             }
+            if filter.requester_id.as_ref().is_some_and(|id| *id != r.requester_id) {
+                continue;
+            }
             out.push(r);
             if out.len() >= limit.min(MAX_LIST) {
                 break;
             }
         }
         Ok(out)
+    }
+
+    /// Every live grant (approved or active request), for a removal or the sweep to decide which
+    /// memberships still hold. A record that does not decode is left out (and reported in the
+    /// second list): it grants nothing, so its guest is removed, which fails safe; the timer
+    /// pass quarantines it at its due time. More than [`MAX_LIVE_GRANTS`] fails the read: acting
+    /// on a partial list would remove guests that hold access.
+    pub async fn live_grants(&self) -> Result<(Vec<AccessRequest>, Vec<StoreError>), StoreError> {
+        let mut out = Vec::new();
+        let mut undecodable = Vec::new();
+        for state in [AccessState::Approved, AccessState::Active] {
+            let records = self
+                .store
+                .collection(ACCESS_COLLECTION, &format!("{state}#"), MAX_LIVE_GRANTS + 1)
+                .await?;
+            if out.len() + records.len() > MAX_LIVE_GRANTS {
+                return Err(StoreError::Invalid(format!(
+                    "more than {MAX_LIVE_GRANTS} live access grants; refusing to reconcile memberships on a partial list"
+                )));
+            }
+            for record in &records {
+                match AccessRequest::from_record(record) {
+                    Ok(r) => out.push(r),
+                    Err(e) => undecodable.push(e),
+                }
+            }
+        }
+        Ok((out, undecodable))
     }
 
     /// Requests whose timer is due at `now`, earliest first. A record that does not decode is
@@ -811,29 +970,15 @@ impl<'a> AccessRequests<'a> {
         Ok(due)
     }
 
-    /// Appends an audit entry for a request.
-    pub async fn audit(
-        &self,
-        id: &str,
-        actor: &str,
-        action: &str,
-        detail: serde_json::Value,
-        at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        self.store
-            .append_audit(AuditEntry {
-                subject: audit_subject(id),
-                actor: actor.to_string(),
-                action: action.to_string(),
-                detail,
-                at,
-            })
-            .await
+    /// Audits a refused decision by a team member, apart from the request's trail.
+    pub async fn audit_refusal(&self, id: &str, mut entry: AuditEntry) -> Result<(), StoreError> {
+        entry.subject = refusals_subject(id);
+        self.store.append_audit(entry).await
     }
 
-    /// The audit trail of a request, oldest first.
-    pub async fn trail(&self, id: &str, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
-        self.store.audit(&audit_subject(id), limit).await
+    /// A page of the request's trail, newest first.
+    pub async fn trail(&self, id: &str, before: Option<&str>, limit: usize) -> Result<AuditPage, StoreError> {
+        self.store.audit_page(&audit_subject(id), before, limit).await
     }
 }
 
@@ -965,10 +1110,11 @@ mod tests {
     use super::*;
     use crate::message::decode;
 
+    /// A caller whose object id is fixed per name, as a person's is.
     fn caller(upn: &str, roles: &[&str]) -> Caller {
         Caller {
             upn: upn.into(),
-            oid: uuid::Uuid::new_v4().to_string(),
+            oid: format!("oid-{}", upn.split('@').next().unwrap_or(upn)),
             tenant_id: "11111111-2222-3333-4444-555555555555".into(),
             name: upn.into(),
             roles: roles.iter().map(|r| r.to_string()).collect(),
@@ -1070,6 +1216,43 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn rules_follow_the_object_id_not_the_name() {
+        let s = AccessSettings::default();
+        let mut r = pending(&s);
+        // Alice renamed: same oid, new UPN. Still the requester.
+        let mut renamed = caller("alice@p.example", &["Access.SOC"]);
+        renamed.upn = "alice.smith@p.example".into();
+        assert!(r.is_requester(&renamed));
+        assert!(matches!(r.approve(&renamed, &s, t0()), Err(Refusal::Forbidden(_))));
+        // Someone else renamed to Alice's old UPN is not the requester.
+        let mut impostor = caller("mallory@p.example", &["Access.SOC"]);
+        impostor.upn = "alice@p.example".into();
+        assert!(!r.is_requester(&impostor));
+        assert!(matches!(r.cancel(&impostor, t0()), Err(Refusal::Forbidden(_))));
+        // One vote per person, whatever name they approve under.
+        let s2 = AccessSettings {
+            approvals_required: 2,
+            ..AccessSettings::default()
+        };
+        let mut r = pending(&s2);
+        let bob = caller("bob@p.example", &["Access.SOC"]);
+        r.approve(&bob, &s2, t0()).unwrap();
+        let mut bob_renamed = bob.clone();
+        bob_renamed.upn = "robert@p.example".into();
+        assert!(matches!(
+            r.approve(&bob_renamed, &s2, t0()),
+            Err(Refusal::Conflict { .. })
+        ));
+        assert_eq!(r.state, AccessState::Pending);
+        // Reads: team members, and the requester even without a team role.
+        let mut ex_member = caller("alice@p.example", &[]);
+        ex_member.upn = "alice@p.example".into();
+        assert!(r.may_read(&ex_member, &s2));
+        assert!(r.may_read(&bob, &s2));
+        assert!(!r.may_read(&caller("eve@p.example", &["Reader"]), &s2));
     }
 
     #[test]

@@ -1172,7 +1172,10 @@ pub mod store {
         )
         .expect("valid request");
         let access = AccessRequests::new(&*s);
-        access.create(&request, &[], now).await.expect("store request");
+        access
+            .create(&request, Default::default(), now)
+            .await
+            .expect("store request");
         let due = access
             .due(later, 10)
             .await

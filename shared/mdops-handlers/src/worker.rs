@@ -168,6 +168,10 @@ impl Worker {
             if let Err(e) = crate::access::expiry_pass(&self.deps, OVERDUE_PER_TICK).await {
                 tracing::warn!(error = %e, "access expiry tick failed");
             }
+            // So does the membership sweep (it paces itself: once per SWEEP_INTERVAL).
+            if let Err(e) = crate::access::sweep_if_due(&self.deps).await {
+                tracing::warn!(error = %e, "access sweep failed");
+            }
         }
     }
 

@@ -17,6 +17,7 @@ use secrecy::ExposeSecret;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 use sha1::{Digest, Sha1};
+use sha2::Sha256;
 
 use crate::SimError;
 use crate::control::types::{IssuedToken, UserTokenRequest};
@@ -140,12 +141,16 @@ pub fn issue_app_token(
 pub fn issue_user_token(tenant: &Tenant, req: &UserTokenRequest) -> Result<IssuedToken, SimError> {
     let now = chrono::Utc::now().timestamp();
     let exp = now + req.lifetime_secs.unwrap_or(ACCESS_TOKEN_LIFETIME_SECS);
-    let oid = req.oid.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let oid = req.oid.clone().unwrap_or_else(|| person_oid(tenant, &req.upn));
+    let nbf = match req.not_before_secs {
+        Some(later) => now + later,
+        None => now.min(exp) - 5,
+    };
     let mut claims = Map::new();
     claims.insert("aud".into(), json!(req.audience));
     claims.insert("iss".into(), json!(format!("{PUBLIC_AUTHORITY}/{}/v2.0", tenant.id)));
     claims.insert("iat".into(), json!(now.min(exp) - 5));
-    claims.insert("nbf".into(), json!(now.min(exp) - 5));
+    claims.insert("nbf".into(), json!(nbf));
     claims.insert("exp".into(), json!(exp));
     claims.insert("tid".into(), json!(tenant.id));
     claims.insert("oid".into(), json!(oid));
@@ -163,10 +168,31 @@ pub fn issue_user_token(tenant: &Tenant, req: &UserTokenRequest) -> Result<Issue
     if !req.groups.is_empty() {
         claims.insert("groups".into(), json!(req.groups));
     }
+    for claim in &req.omit {
+        claims.remove(claim);
+    }
     Ok(IssuedToken {
-        access_token: tenant.key.sign(&claims)?,
+        access_token: tenant.key.sign_with(&claims, !req.omit.iter().any(|c| c == "kid"))?,
         expires_on: exp,
     })
+}
+
+/// A person's object id, as Entra ID keeps it: the directory user's id when the UPN is one of the
+/// tenant's users (so a rename through Graph keeps it), else an id derived from tenant and UPN.
+fn person_oid(tenant: &Tenant, upn: &str) -> String {
+    let user = tenant.users.all().find(|o| {
+        o.data
+            .get("userPrincipalName")
+            .and_then(Value::as_str)
+            .is_some_and(|u| u.eq_ignore_ascii_case(upn))
+    });
+    if let Some(user) = user {
+        return user.id.clone();
+    }
+    let digest = Sha256::digest(format!("{}/{}", tenant.id, upn.to_ascii_lowercase()).as_bytes());
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_random_bytes(bytes).into_uuid().to_string()
 }
 
 /// `GET /{tenant}/discovery/v2.0/keys`.

@@ -67,9 +67,17 @@ impl SigningKey {
 
     /// Signs claims as an RS256 JWT with `kid` and `x5t` in the header.
     pub fn sign<T: Serialize>(&self, claims: &T) -> Result<String, SimError> {
+        self.sign_with(claims, true)
+    }
+
+    /// Signs `claims`, with or without the `kid`/`x5t` header (a token without them is one no
+    /// validator can match to a key: for tests of that refusal).
+    pub fn sign_with<T: Serialize>(&self, claims: &T, with_kid: bool) -> Result<String, SimError> {
         let mut header = Header::new(Algorithm::RS256);
-        header.kid = Some(self.kid.clone());
-        header.x5t = Some(self.kid.clone());
+        if with_kid {
+            header.kid = Some(self.kid.clone());
+            header.x5t = Some(self.kid.clone());
+        }
         jsonwebtoken::encode(&header, claims, &self.encoding)
             .map_err(|e| SimError::Key(format!("signing a token: {e}")))
     }

@@ -273,6 +273,7 @@ async fn graph_refuses_missing_expired_and_forged_tokens_and_missing_permissions
                 roles: vec!["Access.Approve".into()],
                 groups: vec![],
                 lifetime_secs: None,
+                ..Default::default()
             },
         )
         .await
@@ -329,6 +330,7 @@ async fn user_tokens_carry_the_engineer_claims_and_verify_with_the_jwks() {
                 roles: vec![],
                 groups: vec!["5b7c0000-0000-4000-8000-000000000002".into()],
                 lifetime_secs: Some(600),
+                ..Default::default()
             },
         )
         .await
@@ -360,6 +362,85 @@ async fn user_tokens_carry_the_engineer_claims_and_verify_with_the_jwks() {
     assert_eq!(claims["groups"][0], "5b7c0000-0000-4000-8000-000000000002");
     assert!(claims.get("roles").is_none());
     sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_person_keeps_one_oid_across_tokens() {
+    let sim = sim_with(seed("fabrikam", 0, 1)).await;
+    let oid_of = async |upn: &str, omit: &[&str]| {
+        let token = sim
+            .client()
+            .issue_user_token(
+                "fabrikam",
+                &UserTokenRequest {
+                    audience: "api://mdops".into(),
+                    upn: upn.into(),
+                    omit: omit.iter().map(|c| c.to_string()).collect(),
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect("user token")
+            .access_token;
+        let mut parts = token.split('.');
+        let dec = |s: &str| -> Value {
+            serde_json::from_slice(
+                &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, s).unwrap(),
+            )
+            .unwrap()
+        };
+        let header = dec(parts.next().unwrap());
+        let claims = dec(parts.next().unwrap());
+        (header, claims)
+    };
+    let (_, a1) = oid_of("eng@provider.example", &[]).await;
+    let (_, a2) = oid_of("ENG@provider.example", &[]).await;
+    let (_, b) = oid_of("other@provider.example", &[]).await;
+    assert_eq!(a1["oid"], a2["oid"], "the same person, the same oid");
+    assert_ne!(a1["oid"], b["oid"]);
+    assert!(Uuid::parse_str(a1["oid"].as_str().unwrap()).is_ok());
+    // A directory user's token carries the user's object id.
+    let seeded = sim_with({
+        let mut t = seed("contoso", 0, 1);
+        t.objects.users.push(tenant_sim::seeds::UserSeed::member(
+            "alice@contoso.onmicrosoft.com",
+            None,
+        ));
+        t
+    })
+    .await;
+    let token = seeded
+        .client()
+        .issue_user_token(
+            "contoso",
+            &UserTokenRequest {
+                audience: "api://mdops".into(),
+                upn: "alice@contoso.onmicrosoft.com".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("token");
+    let claims: Value = serde_json::from_slice(
+        &base64::Engine::decode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            token.access_token.split('.').nth(1).unwrap(),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let users = seeded.client().objects("contoso", "users").await.expect("users");
+    let alice = users
+        .iter()
+        .find(|u| u["userPrincipalName"] == "alice@contoso.onmicrosoft.com")
+        .expect("alice");
+    assert_eq!(claims["oid"], alice["id"]);
+    // Tokens a validator must refuse can be made: claims left out, no key id.
+    let (header, claims) = oid_of("eng@provider.example", &["oid", "tid", "kid"]).await;
+    assert!(claims.get("oid").is_none() && claims.get("tid").is_none(), "{claims}");
+    assert!(header.get("kid").is_none(), "{header}");
+    sim.shutdown().await;
+    seeded.shutdown().await;
 }
 
 #[tokio::test]

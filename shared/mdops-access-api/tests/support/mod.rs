@@ -39,6 +39,16 @@ pub const TEAM_ROLE: &str = "Access.SOC";
 /// Bound of every wait in these tests.
 pub const WAIT: Duration = Duration::from_secs(30);
 
+/// The removal took the guest out (and may still be re-checking the membership).
+pub fn removed(r: &AccessRequest) -> bool {
+    r.removal.as_ref().is_some_and(|e| {
+        matches!(
+            e.status,
+            mdops_core::access::EffectStatus::Verifying | mdops_core::access::EffectStatus::Done
+        )
+    })
+}
+
 /// Which store and queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -240,6 +250,7 @@ impl Rig {
                     roles: roles.iter().map(|r| r.to_string()).collect(),
                     groups: Vec::new(),
                     lifetime_secs: lifetime,
+                    ..Default::default()
                 },
             )
             .await
@@ -298,11 +309,26 @@ impl Rig {
             .request
     }
 
+    /// The request's trail, oldest first.
     pub async fn trail(&self, id: &str) -> Vec<AuditEntry> {
-        AccessRequests::new(self.deps.store.as_ref())
-            .trail(id, 200)
+        self.deps
+            .store
+            .audit(&mdops_core::access::audit_subject(id), 1000)
             .await
             .unwrap()
+    }
+
+    /// Lets the removal of `id` finish: moves the clock past the window in which a late add could
+    /// still land, runs the timer pass, and works the queue until the removal is done.
+    pub async fn settle_removal(&self, id: &str) {
+        self.drain_until(removed, id).await;
+        self.clock.advance(
+            chrono::Duration::from_std(mdops_core::access::ADD_IN_FLIGHT_BOUND).unwrap() + chrono::Duration::minutes(1),
+        );
+        mdops_handlers::access::expiry_pass(&self.deps, 100)
+            .await
+            .expect("timer pass");
+        self.drain_until(|r| !r.removal_outstanding(), id).await;
     }
 
     /// Works the access queue until it stays empty for one receive.

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::users::{USER_SELECT, User};
 use super::{DIRECTORY_OBJECT_SELECT, DirectoryObject};
 use crate::client::{DEFAULT_MAX_PAGES, Query, TenantGraph, odata_string};
 use crate::error::Result;
@@ -108,6 +109,18 @@ impl TenantGraph {
     pub async fn remove_group_member(&self, group_id: &str, member_id: &str) -> Result<()> {
         self.delete(&format!("groups/{group_id}/members/{member_id}/$ref"))
             .await
+    }
+
+    /// Direct members of a group that are users, with their `userType`: the OData cast
+    /// `GET /groups/{id}/members/microsoft.graph.user`
+    /// (https://learn.microsoft.com/graph/api/group-list-members, "OData cast is enabled").
+    pub async fn list_group_member_users(&self, group_id: &str) -> Result<Vec<User>> {
+        self.list_all(
+            &format!("groups/{group_id}/members/microsoft.graph.user"),
+            &Query::select(USER_SELECT),
+            DEFAULT_MAX_PAGES,
+        )
+        .await
     }
 
     /// Direct members of a group.

@@ -2,11 +2,17 @@
 //!
 //! - mail: `sendMail` from the service mailbox in the provider tenant; recorded on the request so a
 //!   redelivered message does not mail twice.
-//! - elevate: find the engineer's guest account in the customer tenant by e-mail (or invite it),
-//!   add it to the role group, mark the request active. If the request ended meanwhile, the removal
-//!   is queued again so an elevation that raced a revocation never outlives it.
-//! - remove: take the guest out of the role group (a 404 is checked against the member list) and
-//!   mark the removal done.
+//! - elevate: the engineer's guest account in the customer tenant, as mdops recorded it
+//!   (`mdops_core::access::guests`: invited by mdops, or adopted by an operator; never a user that
+//!   merely has the address in `mail`), is added to the role group and the request marked active.
+//!   If the request ended meanwhile, the removal is queued again.
+//! - remove: unless another live grant of the same guest to the same group holds the membership,
+//!   take the guest out (a 404 is checked against the member list); then keep re-checking the
+//!   membership every `REMOVAL_VERIFY_INTERVAL` until `ADD_IN_FLIGHT_BOUND` after the access
+//!   ended, so an elevation that read the request before it ended and added the guest late (and
+//!   perhaps failed to record it) is undone too.
+//!
+//! Every result is recorded on the request together with its audit entry, in one transaction.
 //!
 //! Throttling and transient failures are redelivered with backoff; on the last attempt (or for a
 //! permanent failure) the message is dead-lettered with the reason, the request shows the failure,
@@ -14,13 +20,15 @@
 
 use std::time::Duration;
 
+use mdops_core::access::guests::{GuestRecord, Guests};
 use mdops_core::access::{
-    AccessMessage, AccessRequest, AccessRequests, AccessSettings, AccessState, AccessWork, Effect, EffectStatus,
-    MailKind, Versioned, load_settings,
+    AccessMessage, AccessRequest, AccessRequests, AccessSettings, AccessState, AccessWork, Change, Effect,
+    EffectStatus, MailKind, Versioned, audit_entry, load_settings,
 };
 use mdops_core::message::decode;
 use mdops_core::queue::{DEFAULT_MAX_RECEIVE_COUNT, Failure};
 use mdops_core::store::StoreError;
+use mdops_core::store::{AuditEntry, Condition};
 use mdops_graph::resources::directory::NewInvitation;
 use mdops_graph::resources::users::{USER_SELECT, User};
 use mdops_graph::{GraphError, Query, TenantGraph, odata_string};
@@ -29,7 +37,6 @@ use tracing::Instrument;
 
 use super::flush_outbox;
 use super::mail::compose;
-use super::service::audit;
 use crate::deps::Deps;
 use crate::disposition::{Disposition, REDELIVER_AFTER};
 use crate::reach::ReachError;
@@ -138,13 +145,20 @@ async fn handle_decoded(message: AccessMessage, receive_count: u32, deps: &Deps)
             Some(after) if receive_count < MAX_ATTEMPTS => {
                 let after = after.max(backoff(receive_count));
                 tracing::warn!(reason = %fail.reason, retry_in = ?after, "access work failed; retrying");
-                record_effect(deps, &message, receive_count, &fail.reason, EffectStatus::Pending).await;
-                audit(
-                    deps,
+                let entry = audit_entry(
                     &message.request_id,
                     ACTOR,
                     &format!("{work}.retry"),
                     json!({"attempt": receive_count, "error": fail.reason}),
+                    deps.now(),
+                );
+                record_effect(
+                    deps,
+                    &message,
+                    receive_count,
+                    &fail.reason,
+                    EffectStatus::Pending,
+                    entry,
                 )
                 .await;
                 redeliver(after, fail.reason)
@@ -169,21 +183,29 @@ async fn dead_letter(message: &AccessMessage, attempts: u32, deps: &Deps, reason
         attempts,
         at: deps.now(),
     };
-    record_effect(deps, message, attempts, &reason, EffectStatus::Failed).await;
-    audit(
-        deps,
+    let entry = audit_entry(
         &message.request_id,
         ACTOR,
         &format!("{work}.dead_lettered"),
         json!({"attempts": attempts, "error": reason}),
-    )
-    .await;
+        deps.now(),
+    );
+    record_effect(deps, message, attempts, &reason, EffectStatus::Failed, entry).await;
     Disposition::DeadLetter(failure)
 }
 
-/// Records an attempt of an elevation or removal on the request, so it is visible.
-async fn record_effect(deps: &Deps, message: &AccessMessage, attempts: u32, error: &str, status: EffectStatus) {
+/// Records an attempt of an elevation or removal on the request, so it is visible, with its audit
+/// entry in the same transaction (alone when the request has nothing to record, e.g. a mail).
+async fn record_effect(
+    deps: &Deps,
+    message: &AccessMessage,
+    attempts: u32,
+    error: &str,
+    status: EffectStatus,
+    entry: AuditEntry,
+) {
     let now = deps.now();
+    let mut pending = Some(entry.clone());
     let result = update(deps, &message.request_id, |r| {
         let effect = match message.work {
             AccessWork::Elevate => &mut r.elevation,
@@ -200,30 +222,37 @@ async fn record_effect(deps: &Deps, message: &AccessMessage, attempts: u32, erro
             last_error: Some(error.to_string()),
             updated_at: now,
         };
-        Ok(Some(Vec::new()))
+        Ok(Some(Change::new(Vec::new(), entry.clone())))
     })
     .await;
-    if let Err(e) = result {
-        tracing::warn!(error = %e.reason, "could not record an access side effect's failure");
+    match result {
+        Ok(Some(_)) => pending = None,
+        Ok(None) => {}
+        Err(e) => tracing::warn!(error = %e.reason, "could not record an access side effect's failure"),
+    }
+    if let Some(entry) = pending
+        && let Err(e) = deps.store.append_audit(entry).await
+    {
+        tracing::error!(request = %message.request_id, error = %e, "could not audit an access side effect's failure");
     }
 }
 
-/// Read-modify-write of a request: `change` returns `None` for "nothing to write", or the side
-/// effects to queue with the write.
+/// Read-modify-write of a request: `change` returns `None` for "nothing to write", or what to
+/// write with it (side effects to queue, audit entries).
 async fn update(
     deps: &Deps,
     id: &str,
-    mut change: impl FnMut(&mut AccessRequest) -> Result<Option<Vec<AccessWork>>, Fail>,
+    mut change: impl FnMut(&mut AccessRequest) -> Result<Option<Change>, Fail>,
 ) -> Result<Option<AccessRequest>, Fail> {
     let repo = AccessRequests::new(deps.store.as_ref());
     for _ in 0..MAX_CONFLICT_RETRIES {
         let Some(Versioned { mut request, version }) = repo.get(id).await? else {
             return Err(Fail::permanent(format!("access request {id} disappeared")));
         };
-        let Some(effects) = change(&mut request)? else {
+        let Some(c) = change(&mut request)? else {
             return Ok(None);
         };
-        match repo.decide(&request, version, &effects, deps.now()).await {
+        match repo.decide(&request, version, c, deps.now()).await {
             Ok(outbox) => {
                 flush_outbox(deps, &outbox).await;
                 return Ok(Some(request));
@@ -254,34 +283,137 @@ async fn send_mail(
     let mail = compose(kind, request, settings);
     graph.send_mail(&settings.service_mailbox, &mail).await?;
     // Delivered: from here on, failing to record it may at worst mail twice, never lose the mail.
+    let now = deps.now();
     update(deps, &request.id, |r| {
         if r.mails_sent.contains(&kind) {
             return Ok(None);
         }
         r.mails_sent.push(kind);
-        Ok(Some(Vec::new()))
+        Ok(Some(Change::new(
+            Vec::new(),
+            audit_entry(
+                &r.id,
+                ACTOR,
+                "mail.sent",
+                json!({"mail": kind.as_str(), "to": mail.to, "subject": mail.subject}),
+                now,
+            ),
+        )))
     })
     .await?;
-    audit(
-        deps,
-        &request.id,
-        ACTOR,
-        "mail.sent",
-        json!({"mail": kind.as_str(), "to": mail.to, "subject": mail.subject}),
-    )
-    .await;
     Ok(())
 }
 
-async fn find_group(graph: &TenantGraph, name: &str) -> Result<Option<String>, Fail> {
+/// The role group's object id in the customer tenant: the first group with the display name.
+// TODO(issue 13): the id onboarding recorded for the role group, once onboarding ensures them.
+pub(crate) async fn role_group(graph: &TenantGraph, name: &str) -> Result<Option<String>, GraphError> {
     let groups = graph.find_groups_by_display_name(name).await?;
     Ok(groups.into_iter().next().map(|g| g.id))
 }
 
-async fn find_guest(graph: &TenantGraph, email: &str) -> Result<Option<String>, Fail> {
-    let q = Query::select(USER_SELECT).filter(format!("mail eq {}", odata_string(email)));
-    let users: Vec<User> = graph.list_all("users", &q, 1).await?;
-    Ok(users.into_iter().next().map(|u| u.id))
+/// Guest users (`userType eq 'Guest'`) whose `mail` is `email`; a member account with the
+/// address is never a candidate.
+async fn guests_by_mail(graph: &TenantGraph, email: &str) -> Result<Vec<User>, Fail> {
+    let q = Query::select(USER_SELECT).filter(format!("userType eq 'Guest' and mail eq {}", odata_string(email)));
+    Ok(graph.list_all("users", &q, 1).await?)
+}
+
+/// The engineer's guest in the customer tenant: the one mdops recorded, or one it invites now.
+/// Returns its object id and how it was found (`recorded`, `invited`, `invitation answer lost`).
+async fn ensure_guest(
+    deps: &Deps,
+    graph: &TenantGraph,
+    settings: &AccessSettings,
+    request: &AccessRequest,
+) -> Result<(String, &'static str), Fail> {
+    let guests = Guests::new(deps.store.as_ref());
+    let tenant = &request.tenant_id;
+    let recorded = guests.get(tenant, &request.requester_id).await?;
+    if let Some((record, _)) = &recorded
+        && let Some(id) = &record.guest_id
+    {
+        let user: Option<User> = graph
+            .get_opt(&format!("users/{id}"), &Query::select(USER_SELECT))
+            .await?;
+        match user {
+            Some(u) if u.user_type.as_deref() == Some("Guest") => return Ok((id.clone(), "recorded")),
+            Some(u) => {
+                return Err(Fail::permanent(format!(
+                    "the guest mdops recorded for {} in tenant {tenant} ({id}) is now a {} account, not a guest; \
+                     check who changed it before granting access",
+                    request.requester,
+                    u.user_type.as_deref().unwrap_or("unknown")
+                )));
+            }
+            // Deleted since: invite again below.
+            None => {}
+        }
+    }
+    let found = guests_by_mail(graph, &request.requester).await?;
+    let invited_before = recorded.as_ref().is_some_and(|(r, _)| r.invited_at.is_some());
+    let condition = recorded
+        .as_ref()
+        .map_or(Condition::Absent, |(_, v)| Condition::Version(*v));
+    match found.as_slice() {
+        [] => {}
+        // Our own invitation made it (its answer was lost, or the record's id was never written).
+        [one] if invited_before => {
+            let record = GuestRecord {
+                guest_id: Some(one.id.clone()),
+                ..recorded.map(|(r, _)| r).expect("invited_before implies a record")
+            };
+            guests.put(tenant, &record, condition, None).await?;
+            return Ok((one.id.clone(), "invitation answer lost"));
+        }
+        [one] => {
+            return Err(Fail::permanent(format!(
+                "a guest with mail {} already exists in tenant {tenant} (object id {}, {}) but mdops did not invite it; \
+                 check that it is the engineer's own account, then take it over with \
+                 `mdops access adopt-guest {} --guest {}` (audited), or delete it and replay",
+                request.requester, one.id, one.user_principal_name, request.id, one.id
+            )));
+        }
+        many => {
+            return Err(Fail::permanent(format!(
+                "{} guests with mail {} exist in tenant {tenant} ({}); mdops adopts none of them: delete the strays, \
+                 or adopt the engineer's with `mdops access adopt-guest {} --guest <id>`",
+                many.len(),
+                request.requester,
+                many.iter().map(|u| u.id.as_str()).collect::<Vec<_>>().join(", "),
+                request.id
+            )));
+        }
+    }
+    // Recorded before sending, so a lost answer is recognised on the retry.
+    let intent = GuestRecord {
+        person: request.requester_id.clone(),
+        email: request.requester.clone(),
+        guest_id: None,
+        invited_at: Some(deps.now()),
+        adopted_by: None,
+    };
+    guests.put(tenant, &intent, condition, None).await?;
+    let invitation = NewInvitation {
+        invited_user_email_address: request.requester.clone(),
+        invited_user_display_name: Some(request.requester_name.clone()),
+        invite_redirect_url: settings.invite_redirect_url.clone(),
+        send_invitation_message: false,
+    };
+    let id = graph.create_invitation(&invitation).await?.invited_user.id;
+    let version = match guests.get(tenant, &request.requester_id).await? {
+        Some((_, v)) => v,
+        None => {
+            return Err(Fail::permanent(
+                "the guest record written before the invitation disappeared",
+            ));
+        }
+    };
+    let record = GuestRecord {
+        guest_id: Some(id.clone()),
+        ..intent
+    };
+    guests.put(tenant, &record, Condition::Version(version), None).await?;
+    Ok((id, "invited"))
 }
 
 async fn elevate(deps: &Deps, settings: &AccessSettings, request: &AccessRequest) -> Result<(), Fail> {
@@ -289,24 +421,13 @@ async fn elevate(deps: &Deps, settings: &AccessSettings, request: &AccessRequest
         return Ok(());
     }
     let (_, graph) = deps.reach.tenant(&request.tenant_id).await?;
-    let group_id = find_group(&graph, &request.role_group).await?.ok_or_else(|| {
+    let group_id = role_group(&graph, &request.role_group).await?.ok_or_else(|| {
         Fail::permanent(format!(
             "role group {:?} does not exist in tenant {}",
             request.role_group, request.tenant_id
         ))
     })?;
-    let (guest_id, invited) = match find_guest(&graph, &request.requester).await? {
-        Some(id) => (id, false),
-        None => {
-            let invitation = NewInvitation {
-                invited_user_email_address: request.requester.clone(),
-                invited_user_display_name: Some(request.requester_name.clone()),
-                invite_redirect_url: settings.invite_redirect_url.clone(),
-                send_invitation_message: false,
-            };
-            (graph.create_invitation(&invitation).await?.invited_user.id, true)
-        }
-    };
+    let (guest_id, found) = ensure_guest(deps, &graph, settings, request).await?;
     match graph.add_group_member(&group_id, &guest_id).await {
         Ok(()) => {}
         Err(e) if e.is_reference_already_exists() => {}
@@ -315,9 +436,10 @@ async fn elevate(deps: &Deps, settings: &AccessSettings, request: &AccessRequest
     mdops_core::crash_point::reached(mdops_core::crash_point::ACCESS_ELEVATED);
     let now = deps.now();
     let (gid, uid) = (group_id.clone(), guest_id.clone());
-    let written = update(deps, &request.id, |r| {
+    update(deps, &request.id, |r| {
         r.group_id.get_or_insert_with(|| gid.clone());
         r.guest_id.get_or_insert_with(|| uid.clone());
+        let mut detail = json!({"guest_id": uid, "group_id": gid, "guest": found});
         match r.state {
             AccessState::Approved => {
                 r.state = AccessState::Active;
@@ -327,7 +449,11 @@ async fn elevate(deps: &Deps, settings: &AccessSettings, request: &AccessRequest
                     last_error: None,
                     updated_at: now,
                 });
-                Ok(Some(Vec::new()))
+                detail["state"] = json!(r.state);
+                Ok(Some(Change::new(
+                    Vec::new(),
+                    audit_entry(&r.id, ACTOR, "elevated", detail, now),
+                )))
             }
             // The access ended while we added the guest: make sure the removal runs after us.
             AccessState::Ended | AccessState::Revoked => {
@@ -337,22 +463,30 @@ async fn elevate(deps: &Deps, settings: &AccessSettings, request: &AccessRequest
                     last_error: None,
                     updated_at: now,
                 });
-                Ok(Some(vec![AccessWork::Remove]))
+                detail["state"] = json!(r.state);
+                Ok(Some(Change::new(
+                    vec![AccessWork::Remove],
+                    audit_entry(&r.id, ACTOR, "elevated.after_end", detail, now),
+                )))
             }
             _ => Ok(None),
         }
     })
     .await?;
-    audit(
-        deps,
-        &request.id,
-        ACTOR,
-        "elevated",
-        json!({"guest_id": guest_id, "group_id": group_id, "invited": invited,
-               "state": written.map(|r| r.state)}),
-    )
-    .await;
     Ok(())
+}
+
+/// Another live grant (approved or active request) of the same person to the same group.
+async fn other_grants(deps: &Deps, request: &AccessRequest) -> Result<Vec<String>, Fail> {
+    let (grants, undecodable) = AccessRequests::new(deps.store.as_ref()).live_grants().await?;
+    for e in undecodable {
+        tracing::warn!(error = %e, "a live grant does not decode; it holds no membership");
+    }
+    Ok(grants
+        .into_iter()
+        .filter(|g| g.id != request.id && g.same_grant(request))
+        .map(|g| g.id)
+        .collect())
 }
 
 async fn remove(deps: &Deps, _settings: &AccessSettings, request: &AccessRequest) -> Result<(), Fail> {
@@ -362,13 +496,20 @@ async fn remove(deps: &Deps, _settings: &AccessSettings, request: &AccessRequest
     let (_, graph) = deps.reach.tenant(&request.tenant_id).await?;
     let group_id = match &request.group_id {
         Some(id) => Some(id.clone()),
-        None => find_group(&graph, &request.role_group).await?,
+        None => role_group(&graph, &request.role_group).await?,
     };
+    // Only the guest mdops recorded: never one found by address.
     let guest_id = match &request.guest_id {
         Some(id) => Some(id.clone()),
-        None => find_guest(&graph, &request.requester).await?,
+        None => Guests::new(deps.store.as_ref())
+            .get(&request.tenant_id, &request.requester_id)
+            .await?
+            .and_then(|(g, _)| g.guest_id),
     };
+    let others = other_grants(deps, request).await?;
     let outcome = match (&group_id, &guest_id) {
+        // Another grant of the same guest to the same group still runs: it owns the membership now.
+        _ if !others.is_empty() => "kept: another live grant holds the membership",
         (Some(group), Some(guest)) => match graph.remove_group_member(group, guest).await {
             Ok(()) => "removed",
             Err(e) if e.is_not_found() => {
@@ -381,9 +522,10 @@ async fn remove(deps: &Deps, _settings: &AccessSettings, request: &AccessRequest
             }
             Err(e) => return Err(e.into()),
         },
-        _ => "nothing to remove (no group or no guest account)",
+        _ => "nothing to remove (no group, or no guest account recorded)",
     };
     let now = deps.now();
+    let settled = !others.is_empty() || request.removal_verify_until().is_none_or(|until| now >= until);
     update(deps, &request.id, |r| {
         let Some(removal) = r.removal.as_mut() else {
             return Ok(None);
@@ -391,20 +533,32 @@ async fn remove(deps: &Deps, _settings: &AccessSettings, request: &AccessRequest
         if removal.status == EffectStatus::Done {
             return Ok(None);
         }
-        removal.status = EffectStatus::Done;
+        let first = removal.status != EffectStatus::Verifying;
+        removal.status = if settled {
+            EffectStatus::Done
+        } else {
+            EffectStatus::Verifying
+        };
         removal.attempts += 1;
         removal.last_error = None;
         removal.updated_at = now;
-        Ok(Some(Vec::new()))
+        let detail = json!({"guest_id": guest_id, "group_id": group_id, "outcome": outcome,
+            "other_grants": others, "verified": settled});
+        // A re-check that finds nothing to do is recorded on the request, not in the trail.
+        let action = match (first, outcome, settled) {
+            (true, _, _) => Some("removed"),
+            (false, "removed", _) => Some("removed.late_add"),
+            (false, _, true) => Some("removal.verified"),
+            (false, _, false) => None,
+        };
+        Ok(Some(Change {
+            audit: action
+                .map(|a| audit_entry(&r.id, ACTOR, a, detail, now))
+                .into_iter()
+                .collect(),
+            ..Change::default()
+        }))
     })
     .await?;
-    audit(
-        deps,
-        &request.id,
-        ACTOR,
-        "removed",
-        json!({"guest_id": guest_id, "group_id": group_id, "outcome": outcome}),
-    )
-    .await;
     Ok(())
 }

@@ -18,7 +18,7 @@ pub struct TenantInfo {
 }
 
 /// A request for a user (engineer) token, signed by the tenant's key.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UserTokenRequest {
     /// `aud`: the client id or app id URI of our own API.
@@ -28,7 +28,9 @@ pub struct UserTokenRequest {
     /// `name`.
     #[serde(default)]
     pub name: Option<String>,
-    /// `oid`; random when absent.
+    /// `oid`; when absent, the object id of the tenant's user with this UPN, else an id fixed for
+    /// this tenant and UPN: the same person gets the same `oid` in every token, and a user renamed
+    /// through Graph keeps theirs.
     #[serde(default)]
     pub oid: Option<String>,
     /// App roles (`roles` claim).
@@ -40,6 +42,13 @@ pub struct UserTokenRequest {
     /// Lifetime in seconds (negative for an already expired token); default 3599.
     #[serde(default)]
     pub lifetime_secs: Option<i64>,
+    /// Seconds from now before the token is valid (`nbf`); default: already valid.
+    #[serde(default)]
+    pub not_before_secs: Option<i64>,
+    /// Claims to leave out (`oid`, `tid`, ...), or `kid` for a header without a key id: tokens a
+    /// validator must refuse.
+    #[serde(default)]
+    pub omit: Vec<String>,
 }
 
 /// A request for an app access token without the token endpoint (e.g. an expired one for tests).

@@ -388,18 +388,23 @@ pub fn member_objects(t: &Tenant, ctx: &Ctx, container: &str) -> Vec<Map<String,
         .collect()
 }
 
-/// `GET /groups/{id}/members`.
-pub fn members(t: &Tenant, ctx: &Ctx, id: &str) -> Result<GraphResponse, GraphError> {
+/// `GET /groups/{id}/members`, or with an OData cast (`.../members/microsoft.graph.user`) only
+/// the members of that type.
+pub fn members(t: &Tenant, ctx: &Ctx, id: &str, cast: Option<&str>) -> Result<GraphResponse, GraphError> {
     let g = t.groups.get(id, ctx.now).ok_or_else(|| GraphError::not_found(id))?;
     let spec = ListSpec {
-        entity_set: "directoryObjects",
-        type_name: "DirectoryObject",
-        filterable: &["id", "displayName", "userPrincipalName"],
+        entity_set: if cast.is_some() { "users" } else { "directoryObjects" },
+        type_name: if cast.is_some() { "User" } else { "DirectoryObject" },
+        filterable: &["id", "displayName", "userPrincipalName", "userType"],
         sortable: &["displayName"],
         count_needs_eventual: true,
         default_select: None,
     };
-    odata::list(ctx, &spec, member_objects(t, ctx, &g.id))
+    let members = member_objects(t, ctx, &g.id)
+        .into_iter()
+        .filter(|m| cast.is_none_or(|ty| m.get("@odata.type").and_then(Value::as_str) == Some(ty)))
+        .collect();
+    odata::list(ctx, &spec, members)
 }
 
 /// Adds a member reference to a group or role: 404 for an unknown (or not yet replicated) member,

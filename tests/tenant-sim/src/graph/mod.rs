@@ -231,6 +231,9 @@ pub enum Route {
     Group(String),
     /// `/groups/{id}/members`
     GroupMembers(String),
+    /// `/groups/{id}/members/microsoft.graph.user`: the members that are users (an OData cast,
+    /// https://learn.microsoft.com/graph/api/group-list-members: "OData cast is enabled").
+    GroupMemberUsers(String),
     /// `/groups/{id}/members/$ref`
     GroupMemberRefs(String),
     /// `/groups/{id}/members/{member}/$ref`
@@ -319,6 +322,7 @@ impl Route {
             ["groups", "$count"] => Route::GroupsCount,
             ["groups", g] => Route::Group(id(g)),
             ["groups", g, "members"] => Route::GroupMembers(id(g)),
+            ["groups", g, "members", "microsoft.graph.user"] => Route::GroupMemberUsers(id(g)),
             ["groups", g, "members", "$ref"] => Route::GroupMemberRefs(id(g)),
             ["groups", g, "members", m, "$ref"] => Route::GroupMemberRef(id(g), id(m)),
             ["directoryRoles"] => Route::DirectoryRoles,
@@ -589,7 +593,8 @@ fn dispatch(route: Route, t: &mut Tenant, ctx: &Ctx) -> Result<GraphResponse, Gr
         Group(id) if m == "GET" => groups::get(t, ctx, &id),
         Group(id) if m == "PATCH" => groups::update(t, ctx, &id),
         Group(id) => groups::delete(t, ctx, &id),
-        GroupMembers(id) => groups::members(t, ctx, &id),
+        GroupMembers(id) => groups::members(t, ctx, &id, None),
+        GroupMemberUsers(id) => groups::members(t, ctx, &id, Some("#microsoft.graph.user")),
         GroupMemberRefs(id) => groups::add_member(t, ctx, &id),
         GroupMemberRef(id, member) => groups::remove_member(t, ctx, &id, &member),
         DirectoryRoles if m == "GET" => directory_roles::list(t, ctx),

@@ -108,7 +108,7 @@ pub fn required(route: &Route, method: &Method) -> Option<&'static [&'static str
         (Groups | GroupsCount | Group(_), "GET") => GROUP_READ,
         (Groups, "POST") => GROUP_CREATE,
         (Group(_), "PATCH" | "DELETE") => GROUP_WRITE,
-        (GroupMembers(_), "GET") => GROUP_MEMBER_READ,
+        (GroupMembers(_) | GroupMemberUsers(_), "GET") => GROUP_MEMBER_READ,
         (GroupMemberRefs(_), "POST") | (GroupMemberRef(_, _), "DELETE") => GROUP_MEMBER_WRITE,
         (DirectoryRoles | DirectoryRole(_) | DirectoryRoleMembers(_), "GET") => ROLE_READ,
         (DirectoryRoles | DirectoryRoleMemberRefs(_), "POST") | (DirectoryRoleMemberRef(_, _), "DELETE") => {
