@@ -16,7 +16,14 @@ const AUDIENCE: &str = "api://mdops-access";
 const SOC: &str = "Modern Workplace Roles-SOC";
 
 fn mdops(db: &std::path::Path, sim: &str, args: &[&str]) -> std::process::Output {
+    mdops_env(db, sim, args, &[])
+}
+
+fn mdops_env(db: &std::path::Path, sim: &str, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
     Command::new(MDOPS)
+        .env_remove("MDOPS_ACCESS_TOKEN")
+        .env_remove("MDOPS_ACCESS_TOKEN_FILE")
+        .envs(env.iter().copied())
         .arg("--db")
         .arg(db)
         .arg("--sim-url")
@@ -154,7 +161,8 @@ async fn request_and_approve_from_a_terminal() {
     };
     let alice = token("alice@provider.onmicrosoft.com").await;
     let bob = token("bob@provider.onmicrosoft.com").await;
-    let requested = stdout_ok(&mdops(
+    // The token from the environment: a command line is visible to every local user.
+    let requested = stdout_ok(&mdops_env(
         &db,
         sim.url(),
         &[
@@ -162,8 +170,6 @@ async fn request_and_approve_from_a_terminal() {
             "request",
             "--api",
             &api,
-            "--token",
-            &alice,
             "--tenant",
             &customer,
             "--role-group",
@@ -175,6 +181,7 @@ async fn request_and_approve_from_a_terminal() {
             "--minutes",
             "30",
         ],
+        &[("MDOPS_ACCESS_TOKEN", &alice)],
     ));
     let id = requested.split_whitespace().next().unwrap().to_string();
     assert!(requested.contains("pending"), "{requested}");
@@ -186,29 +193,64 @@ async fn request_and_approve_from_a_terminal() {
     );
     assert!(!own.status.success(), "self-approval must fail");
     assert!(String::from_utf8_lossy(&own.stderr).contains("403"));
+    // Or from a file.
+    let token_file = dir.path().join("bob.token");
+    std::fs::write(&token_file, format!("{bob}\n")).unwrap();
     let approved = stdout_ok(&mdops(
         &db,
         sim.url(),
-        &["access", "approve", "--api", &api, "--token", &bob, &id],
+        &[
+            "access",
+            "approve",
+            "--api",
+            &api,
+            "--token-file",
+            token_file.to_str().unwrap(),
+            &id,
+        ],
     ));
     assert!(approved.contains("approved"), "{approved}");
+    let none = mdops(&db, sim.url(), &["access", "approve", "--api", &api, &id]);
+    assert!(!none.status.success());
+    assert!(
+        String::from_utf8_lossy(&none.stderr).contains("--token-file"),
+        "says where a token comes from: {}",
+        String::from_utf8_lossy(&none.stderr)
+    );
 
     let listed = stdout_ok(&mdops(&db, sim.url(), &["access", "list", "--state", "approved"]));
     assert!(listed.contains(&id), "{listed}");
     let shown = stdout_ok(&mdops(&db, sim.url(), &["access", "show", &id]));
     assert!(
-        shown.contains("bob@provider.onmicrosoft.com") && shown.contains("approved.refused"),
+        shown.contains("bob@provider.onmicrosoft.com") && !shown.contains("approved.refused"),
         "{shown}"
     );
+    let refusals = stdout_ok(&mdops(&db, sim.url(), &["access", "audit", &id, "--refusals"]));
+    assert!(refusals.contains("approved.refused"), "{refusals}");
     let audit = stdout_ok(&mdops(&db, sim.url(), &["access", "audit", &id, "--json"]));
-    assert!(
-        serde_json::from_str::<serde_json::Value>(&audit).unwrap()["audit"]
-            .as_array()
-            .unwrap()
-            .len()
-            >= 3
-    );
+    let actions: Vec<String> = serde_json::from_str::<serde_json::Value>(&audit).unwrap()["audit"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(actions, vec!["approved", "requested"], "newest first");
 
     serve.kill().unwrap();
     let _ = serve.wait();
+
+    // Plain HTTP on a network address needs a TLS proxy in front, said out loud.
+    let open = mdops(
+        &db,
+        sim.url(),
+        &["access", "serve", "--listen", "0.0.0.0:0", "--audience", AUDIENCE],
+    );
+    assert!(!open.status.success());
+    assert!(
+        String::from_utf8_lossy(&open.stderr).contains("--behind-tls-proxy"),
+        "{}",
+        String::from_utf8_lossy(&open.stderr)
+    );
+    let help = stdout_ok(&mdops(&db, sim.url(), &["access", "serve", "--help"]));
+    assert!(help.contains("TLS"), "{help}");
 }

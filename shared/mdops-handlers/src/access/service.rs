@@ -133,9 +133,9 @@ impl AccessService {
             "tenant": request.tenant_id, "role_group": request.role_group, "ticket": request.ticket,
             "duration_minutes": request.duration_minutes, "justification": request.justification,
         });
-        detail
-            .as_object_mut()
-            .map(|d| d.extend(by(caller).as_object().cloned().unwrap_or_default()));
+        for (k, v) in by(caller).as_object().into_iter().flatten() {
+            detail[k] = v.clone();
+        }
         let mut change = Change::new(
             vec![AccessWork::Mail {
                 mail: MailKind::Requested,
