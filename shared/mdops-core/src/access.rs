@@ -53,8 +53,9 @@ pub const REVOCATION_RECHECK: Duration = Duration::from_secs(15 * 60);
 /// with Graph's in-process retries inside it) plus the replication lag before an add shows in
 /// the member list. Until then a removal keeps re-checking the membership.
 pub const ADD_IN_FLIGHT_BOUND: Duration = Duration::from_secs(10 * 60);
-/// How often a verifying removal re-checks the membership (the expiry pass runs every minute).
-pub const REMOVAL_VERIFY_INTERVAL: Duration = Duration::from_secs(60);
+/// How often a verifying removal re-checks the membership: a late add is undone within this
+/// (plus one timer pass: the worker's tick, or the schedule's minute on AWS).
+pub const REMOVAL_VERIFY_INTERVAL: Duration = Duration::from_secs(15);
 /// Most live grants (approved or active requests) read at once by a removal or the sweep; more
 /// means something is wrong, and both refuse to act on a partial list.
 pub const MAX_LIVE_GRANTS: usize = 5000;
