@@ -100,7 +100,13 @@ impl GlobalArgs {
                 let names = mdops_aws::ResourceNames::new(self.aws_prefix.clone()).context("--aws-prefix")?;
                 let backend = mdops_aws::AwsBackend::connect(&sdk, &names, QueueSettings::default())
                     .await
-                    .with_context(|| format!("connecting to the AWS resources named {}-*", self.aws_prefix))?;
+                    .with_context(|| {
+                        format!(
+                            "connecting to the AWS resources named {p}-* (create them with `mdops aws setup --prefix {p}` \
+                             or deploy infra/template.yaml; check the AWS credentials and region)",
+                            p = self.aws_prefix
+                        )
+                    })?;
                 Ok(Ports {
                     store: Arc::new(backend.store().clone()),
                     queue: Arc::new(backend.queue().clone()),

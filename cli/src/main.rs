@@ -1,10 +1,13 @@
 //! `mdops`: the operator CLI. Each subcommand is one module with the same shape: parse, apply,
 //! print. All logic lives in the library crates under `shared/`; this binary only wires them up.
 
+use std::process::ExitCode;
+
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 mod access;
+mod aws;
 mod context;
 mod dlq;
 mod enroll;
@@ -25,6 +28,9 @@ mod worker;
 struct Cli {
     #[command(flatten)]
     global: context::GlobalArgs,
+    /// On failure, print the whole error chain and a backtrace (also with RUST_BACKTRACE set).
+    #[arg(short, long, global = true)]
+    verbose: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -51,6 +57,8 @@ enum Command {
     Licences(licences::LicencesArgs),
     /// Temporary engineer access with two-key approval: configure, serve, request, approve, list, ...
     Access(access::AccessArgs),
+    /// The AWS resources without SAM: setup (create or check), teardown.
+    Aws(aws::AwsArgs),
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
@@ -76,14 +84,29 @@ pub async fn shutdown_signal() {
 }
 
 #[tokio::main]
-async fn main() -> Result<()> {
+async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("MDOPS_LOG").unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let global = cli.global;
-    match cli.command {
+    let verbose = cli.verbose;
+    match run(cli.command, cli.global).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            // One line: what failed and why. The whole chain (and a backtrace) only when asked for.
+            if verbose || std::env::var_os("RUST_BACKTRACE").is_some() {
+                eprintln!("error: {error:?}");
+            } else {
+                eprintln!("error: {}", mdops_core::errors::one_line(error.as_ref()));
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, global: context::GlobalArgs) -> Result<()> {
+    match command {
         Command::Quickstart(args) => quickstart::run(args).await,
         Command::Tenants(args) => tenants::run(args, &global).await,
         Command::Enroll(args) => enroll::run(args, &global).await,
@@ -94,5 +117,6 @@ async fn main() -> Result<()> {
         Command::Sim(args) => sim::run(args).await,
         Command::Licences(args) => licences::run(args, &global).await,
         Command::Access(args) => access::run(args, &global).await,
+        Command::Aws(args) => aws::run(args, &global).await,
     }
 }

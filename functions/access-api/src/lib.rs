@@ -8,10 +8,10 @@
 
 use std::sync::Arc;
 
-use anyhow::{Context as _, bail};
 use mdops_access_api::{ApiState, AuthSettings, JwtValidator};
 use mdops_core::access::load_settings;
 use mdops_handlers::access::AccessService;
+use mdops_lambda::StartupError;
 
 /// Environment variable with the API's audience.
 pub const AUDIENCE_ENV: &str = "MDOPS_ACCESS_AUDIENCE";
@@ -20,23 +20,29 @@ pub const TENANTS_ENV: &str = "MDOPS_ACCESS_TENANTS";
 /// Environment variable with the identity platform host serving the JWKS.
 pub const AUTHORITY_ENV: &str = "MDOPS_AUTHORITY";
 
-/// The router's state: the access service and the token validator, built once.
-pub async fn state_from_env() -> anyhow::Result<ApiState> {
+/// The router's state: the access service and the token validator, built once. With
+/// `MDOPS_ACCESS_TENANTS` set (the template sets it) start-up makes no network call.
+pub async fn state_from_env() -> Result<ApiState, StartupError> {
     let deps = mdops_lambda::deps_from_env().await?;
-    let audience = std::env::var(AUDIENCE_ENV).with_context(|| format!("{AUDIENCE_ENV} is not set"))?;
-    let settings = load_settings(deps.store.as_ref())
-        .await
-        .context("reading the access settings")?;
+    let audience = std::env::var(AUDIENCE_ENV).map_err(|_| StartupError::Missing(AUDIENCE_ENV.into()))?;
     let tenants: Vec<String> = match std::env::var(TENANTS_ENV) {
         Ok(list) => list
             .split(',')
             .map(|t| t.trim().to_string())
             .filter(|t| !t.is_empty())
             .collect(),
-        Err(_) => settings.provider_tenant_id.iter().map(|t| t.to_string()).collect(),
+        Err(_) => load_settings(deps.store.as_ref())
+            .await
+            .map_err(|e| StartupError::Settings(format!("reading the access settings: {e}")))?
+            .provider_tenant_id
+            .iter()
+            .map(|t| t.to_string())
+            .collect(),
     };
     if tenants.is_empty() {
-        bail!("no tenant may call: set {TENANTS_ENV} or configure the provider tenant (mdops access configure)");
+        return Err(StartupError::Settings(format!(
+            "no tenant may call: set {TENANTS_ENV} or configure the provider tenant (mdops access configure)"
+        )));
     }
     let mut auth = AuthSettings::entra(&tenants[0], &audience);
     auth.allowed_tenants = tenants;
@@ -44,10 +50,15 @@ pub async fn state_from_env() -> anyhow::Result<ApiState> {
         .ok()
         .or_else(|| std::env::var(mdops_lambda::SIM_URL_ENV).ok());
     if let Some(host) = authority {
-        auth.jwks_base = url::Url::parse(&format!("{}/", host.trim_end_matches('/'))).context(AUTHORITY_ENV)?;
+        auth.jwks_base =
+            url::Url::parse(&format!("{}/", host.trim_end_matches('/'))).map_err(|e| StartupError::Invalid {
+                var: AUTHORITY_ENV.into(),
+                problem: e.to_string(),
+            })?;
     }
+    let validator = JwtValidator::new(auth).map_err(|e| StartupError::Settings(format!("token validation: {e}")))?;
     Ok(ApiState {
         service: AccessService::new(deps),
-        auth: Arc::new(JwtValidator::new(auth)?),
+        auth: Arc::new(validator),
     })
 }

@@ -16,6 +16,7 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use mdops_core::queue::QueueName;
 use mdops_handlers::Deps;
 use mdops_handlers::access::{ExpiryReport, SweepReport, expiry_pass, sweep_if_due};
+use mdops_lambda::{FunctionError, StartupError};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -39,8 +40,8 @@ pub struct Function {
 }
 
 impl Function {
-    /// Builds the clients from the environment (`MDOPS_PREFIX`, optionally `MDOPS_SIM_URL`).
-    pub async fn from_env() -> anyhow::Result<Self> {
+    /// Builds the clients from the environment (`MDOPS_TABLE` and the queue URLs, optionally `MDOPS_SIM_URL`).
+    pub async fn from_env() -> Result<Self, StartupError> {
         Ok(Function {
             deps: mdops_lambda::deps_from_env().await?,
         })
@@ -48,13 +49,13 @@ impl Function {
 
     /// One scheduled run of the timer pass, and of the sweep when it is due. A failed pass does
     /// not keep the sweep from running (the sweep is what ends access when the records cannot).
-    pub async fn tick(&self, event: EventBridgeEvent<Value>) -> anyhow::Result<TickReport> {
+    pub async fn tick(&self, event: EventBridgeEvent<Value>) -> Result<TickReport, FunctionError> {
         tracing::info!(source = %event.source, "access timer pass");
         let expiry = expiry_pass(&self.deps, PER_TICK).await;
         let sweep = sweep_if_due(&self.deps).await;
         let report = TickReport {
-            expiry: expiry?,
-            sweep: sweep?,
+            expiry: expiry.map_err(|e| FunctionError::new("ExpiryPassFailed", &e))?,
+            sweep: sweep.map_err(|e| FunctionError::new("SweepFailed", &e))?,
         };
         tracing::info!(?report, "access timer pass done");
         Ok(report)
@@ -70,13 +71,14 @@ impl Function {
     }
 
     /// Either trigger's event: an SQS batch answers its partial failures, a schedule its report.
-    pub async fn handle(&self, event: Value) -> anyhow::Result<Value> {
+    pub async fn handle(&self, event: Value) -> Result<Value, FunctionError> {
+        let not_understood = |e: serde_json::Error| FunctionError::new("EventNotUnderstood", &e);
         if event.get("Records").is_some() {
-            let sqs: SqsEvent = serde_json::from_value(event)?;
-            Ok(serde_json::to_value(self.work(sqs).await)?)
+            let sqs: SqsEvent = serde_json::from_value(event).map_err(not_understood)?;
+            Ok(serde_json::json!(self.work(sqs).await))
         } else {
-            let scheduled: EventBridgeEvent<Value> = serde_json::from_value(event)?;
-            Ok(serde_json::to_value(self.tick(scheduled).await?)?)
+            let scheduled: EventBridgeEvent<Value> = serde_json::from_value(event).map_err(not_understood)?;
+            Ok(serde_json::json!(self.tick(scheduled).await?))
         }
     }
 }

@@ -8,10 +8,10 @@ use serde_json::Value;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     mdops_lambda::init_logging();
-    let function = Function::from_env().await?;
+    let function = mdops_lambda::started(Function::from_env()).await?;
     let function = &function;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        function.handle(event.payload).await.map_err(Error::from)
+        function.handle(event.payload).await
     }))
     .await
 }

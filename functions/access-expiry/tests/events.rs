@@ -87,7 +87,7 @@ async fn an_access_queue_batch_goes_through_the_handler() {
     let deps = Deps::new(store, queue.clone(), GraphClient::new(GraphConfig::default()).unwrap());
     // The sample record's body names a request that does not exist: a permanent failure.
     let text = std::fs::read_to_string(format!(
-        "{}/../../events/access-work-sqs.json",
+        "{}/../../events/access-expiry-sqs.json",
         env!("CARGO_MANIFEST_DIR")
     ))
     .unwrap();

@@ -19,6 +19,15 @@ pub enum EnrollmentError {
     DeadLetter(#[from] QueueError),
 }
 
+impl mdops_lambda::ErrorType for EnrollmentError {
+    fn error_type(&self) -> &'static str {
+        match self {
+            EnrollmentError::Retry(_) => "EnrollmentNotRecorded",
+            EnrollmentError::DeadLetter(_) => "DeadLetterFailed",
+        }
+    }
+}
+
 /// What became of one event.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
@@ -62,6 +71,7 @@ impl Function {
                     .queue
                     .dead_letter_refused(QueueName::Onboarding, &body, &failure)
                     .await?;
+                mdops_graph::metric::count("DeadLetters", Some(("Queue", QueueName::Onboarding.as_str())), 1);
                 tracing::warn!(dead_letter = %id, reason = %failure.reason, "enrollment event refused");
                 Ok(Outcome::Refused {
                     dead_letter: id,

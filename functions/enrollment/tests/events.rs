@@ -1,10 +1,8 @@
-//! The sample events under `events/` (for `cargo lambda invoke --data-file`) stay valid for the
-//! enrollment and onboarding-step functions.
+//! The sample event under `events/` (for `cargo lambda invoke --data-file`) stays what the
+//! enrollment function reads.
 
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
-use aws_lambda_events::event::sqs::SqsEvent;
-use mdops_core::message::decode;
-use mdops_core::onboarding::{StepMessage, TENANT_ENROLLED, TenantEnrolled};
+use mdops_core::onboarding::{TENANT_ENROLLED, TenantEnrolled};
 
 fn read(name: &str) -> String {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -20,16 +18,4 @@ fn the_sample_enrollment_event_is_a_tenant_enrolled_event() {
     assert_eq!(event.detail_type, TENANT_ENROLLED);
     let detail: TenantEnrolled = serde_json::from_value(event.detail).unwrap();
     assert_eq!(detail.tenant_id.as_str(), "5f4d3a2b-9c1e-4b7a-8d6f-0e2c1a3b4d5e");
-}
-
-#[test]
-fn the_sample_step_events_decode() {
-    let sqs: SqsEvent = serde_json::from_str(&read("onboarding-step-sqs.json")).unwrap();
-    let body = sqs.records[0].body.as_deref().unwrap();
-    assert_eq!(decode::<StepMessage>(body).unwrap().step, "preflight");
-    let schedule: serde_json::Value = serde_json::from_str(&read("onboarding-step-schedule.json")).unwrap();
-    assert!(
-        schedule.get("Records").is_none(),
-        "the step function tells a schedule from an SQS batch by Records"
-    );
 }

@@ -7,7 +7,7 @@ use licence_assignment::Function;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     mdops_lambda::init_logging();
-    let function = Function::from_env().await?;
+    let function = mdops_lambda::started(Function::from_env()).await?;
     let function = &function;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         Ok::<_, Error>(function.handle(event.payload).await)

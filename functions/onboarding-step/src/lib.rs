@@ -8,7 +8,8 @@
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use mdops_core::queue::QueueName;
 use mdops_handlers::Deps;
-use mdops_lambda::StartupError;
+use mdops_lambda::{FunctionError, StartupError};
+use serde_json::json;
 
 /// Overdue steps re-sent per scheduled run; the rest wait for the next minute.
 pub const OVERDUE_PER_RUN: usize = 500;
@@ -41,13 +42,36 @@ impl Function {
     }
 
     /// Either trigger's event: an SQS batch answers its partial failures, a schedule its count.
-    pub async fn handle(&self, event: serde_json::Value) -> Result<serde_json::Value, lambda_runtime::Error> {
+    pub async fn handle(&self, event: serde_json::Value) -> Result<serde_json::Value, FunctionError> {
+        match Event::decode(event).map_err(|e| FunctionError::new("EventNotUnderstood", &e))? {
+            Event::Steps(sqs) => Ok(json!(self.work(sqs).await)),
+            Event::Schedule => {
+                let resent = self
+                    .reconcile()
+                    .await
+                    .map_err(|e| FunctionError::new("ReconcileFailed", &e))?;
+                Ok(json!({ "resent": resent }))
+            }
+        }
+    }
+}
+
+/// What invoked the function, told apart by shape (`Records` is an SQS event).
+#[derive(Debug)]
+pub enum Event {
+    /// A batch from the onboarding queue.
+    Steps(SqsEvent),
+    /// The one-minute schedule (its content is not needed).
+    Schedule,
+}
+
+impl Event {
+    /// Decodes an invocation's payload.
+    pub fn decode(event: serde_json::Value) -> Result<Event, serde_json::Error> {
         if event.get("Records").is_some() {
-            let sqs: SqsEvent = serde_json::from_value(event)?;
-            Ok(serde_json::to_value(self.work(sqs).await)?)
+            Ok(Event::Steps(serde_json::from_value(event)?))
         } else {
-            let resent = self.reconcile().await?;
-            Ok(serde_json::json!({ "resent": resent }))
+            Ok(Event::Schedule)
         }
     }
 }

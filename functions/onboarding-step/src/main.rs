@@ -6,7 +6,7 @@ use onboarding_step::Function;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     mdops_lambda::init_logging();
-    let function = Function::from_env().await?;
+    let function = mdops_lambda::started(Function::from_env()).await?;
     let function = &function;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| async move {
         function.handle(event.payload).await

@@ -226,6 +226,93 @@ async fn an_enrollment_event_onboards_the_tenant_through_sqs_and_dynamodb() {
     drop(rig.sim);
 }
 
+/// What a deployment does, end to end: the resources made by `mdops aws setup` (the same
+/// `provision::setup`), the functions' ports built from the environment it prints (as their
+/// `main` builds them, no network call), an enrollment event, and the queue driving the steps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_aws_setup_the_functions_started_from_their_environment_onboard_a_tenant() {
+    let tenant_id = uuid::Uuid::new_v4();
+    let client_id = uuid::Uuid::new_v4();
+    let secret = format!("aws-test-{}", uuid::Uuid::new_v4());
+    let sim = tenant_sim::start(
+        "127.0.0.1:0",
+        vec![consented_tenant("setup", tenant_id, client_id, &secret)],
+    )
+    .await
+    .unwrap();
+    let sdk = sdk_config().await;
+    let names = ResourceNames::new(unique_prefix()).unwrap();
+    let report = mdops_aws::provision::setup(&sdk, &names, QueueSettings::default())
+        .await
+        .expect("mdops aws setup");
+    assert!(
+        report
+            .resources
+            .iter()
+            .all(|r| r.state == mdops_aws::provision::ResourceState::Created),
+        "{:?}",
+        report.resources
+    );
+    let again = mdops_aws::provision::setup(&sdk, &names, QueueSettings::default())
+        .await
+        .unwrap();
+    assert!(
+        again
+            .resources
+            .iter()
+            .all(|r| r.state == mdops_aws::provision::ResourceState::Existing),
+        "a second setup finds everything: {:?}",
+        again.resources
+    );
+    let mut env = BTreeMap::from([
+        (mdops_aws::TABLE_ENV.to_string(), report.table.clone()),
+        (mdops_lambda::SIM_URL_ENV.to_string(), format!("{}/", sim.url())),
+    ]);
+    for queue in QueueName::ALL {
+        env.insert(mdops_aws::queue_url_env(queue), report.urls[&queue].source.clone());
+        env.insert(
+            mdops_aws::dead_letter_url_env(queue),
+            report.urls[&queue].dead_letter.clone(),
+        );
+    }
+    let deps = mdops_lambda::deps_from(&sdk, |name| env.get(name).cloned())
+        .await
+        .expect("the functions' ports from their environment");
+    let dir = tempfile::tempdir().unwrap();
+    let secret_file = dir.path().join("secret");
+    std::fs::write(&secret_file, &secret).unwrap();
+    let tenant = Tenant {
+        tenant_id: tenant_id.to_string().parse().unwrap(),
+        domain: "setup.onmicrosoft.com".parse().unwrap(),
+        name: "Setup".into(),
+        client_id: client_id.to_string(),
+        credential: CredentialRef::File {
+            path: secret_file.display().to_string(),
+        },
+        settings: TenantSettings::default(),
+        added_at: chrono::Utc::now(),
+    };
+    TenantRegistry::new(deps.store.as_ref()).add(&tenant).await.unwrap();
+    let rig = Rig {
+        control: SimClient::new(sim.url()),
+        sim,
+        tenant_id: tenant_id.to_string(),
+        steps: Function { deps: deps.clone() },
+        enrollment: enrollment::Function { deps: deps.clone() },
+        source: EventSource::new(&sdk, report.urls[&QueueName::Onboarding].source.clone(), 30),
+        deps,
+        _dir: dir,
+    };
+    let outcome = rig.enrollment.handle(enrolled_event(&rig.tenant_id)).await.unwrap();
+    assert_eq!(outcome, enrollment::Outcome::Enrolled);
+    let view = rig.drive(&format!("{}.1", rig.tenant_id), false).await;
+    assert_eq!(view.status(), RunStatus::Succeeded, "{:#?}", view.steps);
+    assert_eq!(
+        rig.control.tenant(&rig.tenant_id).await.unwrap().mdm_authority,
+        "intune"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_sqs_message_delivered_twice_under_throttling_and_lag_creates_nothing_twice() {
     let rig = rig(Knobs {

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Delete, Put, TransactWriteItem, Update};
 use chrono::{DateTime, SecondsFormat, Utc};
 use mdops_core::store::{
@@ -49,7 +49,7 @@ where
     E: std::error::Error + Send + Sync + 'static,
 {
     StoreError::Unavailable {
-        message: format!("dynamodb {what}: {}", DisplayErrorContext(&err)),
+        message: format!("dynamodb {what}: {}", mdops_core::errors::one_line(&err)),
         source: Some(Box::new(err)),
     }
 }

@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_config::{Region, SdkConfig};
 
 /// How long a freshly started moto may take to answer (it is usually up in under a second).
 const STARTUP: Duration = Duration::from_secs(30);
@@ -104,7 +104,7 @@ pub async fn sdk_config() -> SdkConfig {
     if found.from_env {
         return crate::load_sdk_config().await;
     }
-    aws_config::defaults(BehaviorVersion::latest())
+    crate::sdk_loader()
         .endpoint_url(&found.endpoint)
         .region(Region::new("us-east-1"))
         .credentials_provider(aws_sdk_sqs::config::Credentials::new(

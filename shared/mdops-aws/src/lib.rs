@@ -6,6 +6,7 @@
 //! Layout:
 //! - [`sqs`]: [`SqsQueue`], SQS semantics as they are, plus dead-letter reasons.
 //! - [`dynamo`]: [`DynamoStore`], versioned records with conditional writes and transactions.
+//! - [`provision`]: `mdops aws setup` / `teardown`: the template's resources without SAM.
 //! - this file: resource names, [`ensure_resources`] (create queues and table if absent: used by
 //!   tests, the emulator and local development; on AWS the SAM template creates them) and
 //!   [`AwsBackend`], built once per process (a Lambda's `main`) and shared by every invocation.
@@ -19,6 +20,7 @@
 pub mod dynamo;
 #[cfg(feature = "emulator")]
 pub mod emulator;
+pub mod provision;
 pub mod secrets;
 pub mod sqs;
 
@@ -26,7 +28,6 @@ use std::collections::HashMap;
 
 use aws_config::{BehaviorVersion, SdkConfig};
 use aws_sdk_dynamodb::client::Waiters;
-use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType,
     ScalarAttributeType, TimeToLiveSpecification,
@@ -54,6 +55,7 @@ pub enum SetupError {
     Invalid(String),
 }
 
+/// An SDK error as one line (`DisplayErrorContext` would print the whole debug structure).
 fn aws<E>(what: impl Into<String>) -> impl FnOnce(E) -> SetupError
 where
     E: std::error::Error + Send + Sync + 'static,
@@ -61,7 +63,7 @@ where
     let what = what.into();
     move |e| SetupError::Aws {
         what,
-        message: DisplayErrorContext(&e).to_string(),
+        message: mdops_core::errors::one_line(&e),
         source: Box::new(e),
     }
 }
@@ -108,9 +110,36 @@ impl ResourceNames {
     }
 }
 
+/// Environment variable with the DynamoDB table's name (the template sets it for every function).
+pub const TABLE_ENV: &str = "MDOPS_TABLE";
+
+/// Environment variable with the URL of a queue: `MDOPS_ONBOARDING_QUEUE_URL`, ...
+pub fn queue_url_env(queue: QueueName) -> String {
+    format!("MDOPS_{}_QUEUE_URL", queue.as_str().to_ascii_uppercase())
+}
+
+/// Environment variable with the URL of a queue's dead-letter queue: `MDOPS_ONBOARDING_DLQ_URL`, ...
+pub fn dead_letter_url_env(queue: QueueName) -> String {
+    format!("MDOPS_{}_DLQ_URL", queue.as_str().to_ascii_uppercase())
+}
+
+/// The queues' visibility timeout as deployed: six times the functions' 60 s timeout, AWS's
+/// advice for queues that feed Lambda (`infra/template.yaml` and `mdops aws setup` agree).
+pub const DEPLOYED_VISIBILITY: std::time::Duration = std::time::Duration::from_secs(360);
+
 /// Loads the SDK configuration from the standard environment (`AWS_ENDPOINT_URL` included).
 pub async fn load_sdk_config() -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest()).load().await
+    sdk_loader().load().await
+}
+
+/// The SDK's configuration loader with our one HTTPS client (rustls + ring; see the workspace
+/// manifest for why not the SDK's default): every `SdkConfig` of mdops starts here.
+pub fn sdk_loader() -> aws_config::ConfigLoader {
+    use aws_smithy_http_client::tls;
+    let https = aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::Ring))
+        .build_https();
+    aws_config::defaults(BehaviorVersion::latest()).http_client(https)
 }
 
 /// How long messages stay in a dead-letter queue: the SQS maximum, 14 days, so an operator back
@@ -314,18 +343,20 @@ impl AwsBackend {
                 },
             );
         }
-        Ok(Self::with_urls(sdk, names, urls, settings))
+        Ok(Self::with_urls(sdk, names.table(), urls, settings))
     }
 
     /// Creates the resources if absent ([`ensure_resources`]), then connects to them.
     pub async fn ensure(sdk: &SdkConfig, names: &ResourceNames, settings: QueueSettings) -> Result<Self, SetupError> {
         let urls = ensure_resources(sdk, names, settings).await?;
-        Ok(Self::with_urls(sdk, names, urls, settings))
+        Ok(Self::with_urls(sdk, names.table(), urls, settings))
     }
 
-    fn with_urls(
+    /// The backend over resources whose table name and queue URLs are known (a Lambda function
+    /// gets them from its template as environment variables): no network call.
+    pub fn with_urls(
         sdk: &SdkConfig,
-        names: &ResourceNames,
+        table: String,
         urls: HashMap<QueueName, QueueUrls>,
         settings: QueueSettings,
     ) -> Self {
@@ -334,11 +365,11 @@ impl AwsBackend {
             queue: SqsQueue::new(
                 aws_sdk_sqs::Client::new(sdk),
                 dynamo.clone(),
-                names.table(),
+                table.clone(),
                 urls,
                 settings,
             ),
-            store: DynamoStore::new(dynamo, names.table()),
+            store: DynamoStore::new(dynamo, table),
         }
     }
 

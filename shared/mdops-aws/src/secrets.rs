@@ -3,7 +3,6 @@
 
 use async_trait::async_trait;
 use aws_config::SdkConfig;
-use aws_sdk_secretsmanager::error::DisplayErrorContext;
 use mdops_core::secrets::{SecretError, SecretSource};
 use secrecy::SecretString;
 
@@ -49,7 +48,7 @@ impl SecretSource for SecretsManager {
             .secret_id(reference)
             .send()
             .await
-            .map_err(|e| fail(DisplayErrorContext(&e).to_string()))?;
+            .map_err(|e| fail(mdops_core::errors::one_line(&e)))?;
         let raw = out
             .secret_string()
             .ok_or_else(|| fail("holds binary data, not a string".into()))?;

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
-use aws_sdk_sqs::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_sqs::error::ProvideErrorMetadata;
 use aws_sdk_sqs::types::{
     ChangeMessageVisibilityBatchRequestEntry, Message, MessageAttributeValue, MessageSystemAttributeName,
     SendMessageBatchRequestEntry,
@@ -74,7 +74,7 @@ enum MoveState {
 }
 
 /// URLs of one logical queue and its dead-letter queue.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueUrls {
     pub source: String,
     pub dead_letter: String,
@@ -95,7 +95,7 @@ where
     E: std::error::Error + Send + Sync + 'static,
 {
     QueueError::Unavailable {
-        message: format!("sqs {what}: {}", DisplayErrorContext(&err)),
+        message: format!("sqs {what}: {}", mdops_core::errors::one_line(&err)),
         source: Some(Box::new(err)),
     }
 }

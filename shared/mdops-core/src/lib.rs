@@ -24,6 +24,7 @@ pub mod access;
 #[cfg(feature = "contract")]
 pub mod contract;
 pub mod crash_point;
+pub mod errors;
 pub mod licences;
 pub mod message;
 pub mod onboarding;

@@ -218,6 +218,9 @@ async fn run_chunk(graph: &TenantGraph, chunk: &[BatchItem]) -> Result<Vec<Batch
                 tracing::warn!(id = item.id, "$batch answered an id that was not asked; ignored");
                 continue;
             };
+            if item.status == 429 {
+                crate::metric::count("GraphThrottled", None, 1);
+            }
             let outcome_unknown = item.status >= 500 && !is_idempotent(&chunk[i].method());
             let result = BatchResult {
                 id: item.id,

@@ -614,6 +614,9 @@ impl TenantGraph {
             span.record("request_id", r.as_str());
         }
         let body = read_body(resp).await?;
+        if status == 429 {
+            crate::metric::count("GraphThrottled", None, 1);
+        }
         tracing::debug!(
             status,
             request_id = request_id.as_deref(),

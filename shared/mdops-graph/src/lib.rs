@@ -8,6 +8,7 @@
 //! Layout, in the order a call flows through it:
 //! - [`config`]: endpoints, timeouts, the in-process retry budget, limiter settings.
 //! - [`limiter`]: per-tenant token buckets sized from Graph's published quotas.
+//! - [`metric`]: the counters every crate emits (as `tracing` events; EMF on Lambda).
 //! - [`credentials`]: credential per tenant, the token transport (loopback rewrite for the
 //!   simulated tenant), AADSTS-aware token errors, the `roles` claim for preflight.
 //! - [`client`]: the request loop (limiter -> token -> send with `client-request-id` -> decode ->
@@ -29,6 +30,7 @@ pub mod config;
 pub mod credentials;
 pub mod error;
 pub mod limiter;
+pub mod metric;
 pub mod resources;
 
 pub use batch::{BatchItem, BatchResult, MAX_BATCH_ITEMS};

@@ -90,7 +90,10 @@ async fn settle(queue: QueueName, message: &ReceivedMessage, disposition: Dispos
     match disposition {
         Disposition::Ack => false,
         Disposition::DeadLetter(failure) => match deps.queue.dead_letter(queue, message, &failure).await {
-            Ok(()) => false,
+            Ok(()) => {
+                mdops_graph::metric::count("DeadLetters", Some(("Queue", queue.as_str())), 1);
+                false
+            }
             Err(e) => {
                 tracing::warn!(message = %message.id, error = %e, "could not dead-letter; the message comes back");
                 true

@@ -6,12 +6,17 @@
 //!   `SqsBatchResponse` out with only the records that must come back (partial batch failures).
 //! - [`environment`]: the handlers' ports over the AWS backend the function's environment names,
 //!   built once per instance.
-//! - [`logging`]: the function's log subscriber.
+//! - [`error`]: errors as the runtime reports them, each with a named `errorType`; start-up
+//!   errors reported to the Runtime API's `/init/error`.
+//! - [`logging`]: the function's logs (JSON with the step's fields) and metrics (CloudWatch
+//!   embedded metric format).
 
 pub mod batch;
 pub mod environment;
+pub mod error;
 pub mod logging;
 
 pub use batch::{received, sqs_batch};
-pub use environment::{PREFIX_ENV, SIM_URL_ENV, StartupError, deps_from_env};
+pub use environment::{PREFIX_ENV, SIM_URL_ENV, StartupError, deps_from, deps_from_env};
+pub use error::{ErrorType, FunctionError, started};
 pub use logging::init_logging;

@@ -134,11 +134,20 @@ async fn handle_decoded(message: AccessMessage, receive_count: u32, deps: &Deps)
         }
         Err(e) => return redeliver(REDELIVER_AFTER, e.to_string()),
     };
+    let removal = matches!(message.work, AccessWork::Remove);
     let result = match message.work {
         AccessWork::Mail { mail } => send_mail(deps, &settings, &current.request, mail).await,
         AccessWork::Elevate => elevate(deps, &settings, &current.request).await,
         AccessWork::Remove => remove(deps, &settings, &current.request).await,
     };
+    if removal {
+        let name = if result.is_ok() {
+            "RemovalsDone"
+        } else {
+            "RemovalsFailed"
+        };
+        mdops_graph::metric::count(name, None, 1);
+    }
     match result {
         Ok(()) => Disposition::Ack,
         Err(fail) => match fail.retry_after {

@@ -341,6 +341,7 @@ impl AccessService {
             let change = Change::new(effects, audit_entry(id, &caller.id().actor(), action, detail, now));
             match repo.decide(&request, current.version, change, now).await {
                 Ok(outbox) => {
+                    mdops_graph::metric::count("AccessDecisions", Some(("Decision", action)), 1);
                     mdops_core::crash_point::reached(mdops_core::crash_point::ACCESS_DECIDED);
                     flush_outbox(&self.deps, &outbox).await;
                     tracing::info!(request = %id, actor = %caller.id(), action, state = %request.state, "access decision");

@@ -11,6 +11,7 @@ use mdops_core::onboarding::{StepKind, StepMessage, TENANT_ENROLLED, TenantEnrol
 use mdops_core::outcome::StepOutcome;
 use mdops_core::queue::{Failure, OutgoingMessage, QueueError, QueueName};
 use mdops_core::tenant::{RegistryError, TenantRegistry};
+use mdops_graph::metric;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use tracing::Instrument;
@@ -247,8 +248,10 @@ async fn finish(
             deps,
         ))
     };
+    let step_kind = Some(("StepKind", step.split(':').next().unwrap_or(step)));
     match outcome {
         StepOutcome::Done { output } => {
+            metric::count("StepsDone", step_kind, 1);
             tracing::info!(
                 created = output.get("created").and_then(|c| c.as_bool()).unwrap_or(false),
                 "step done"
@@ -268,6 +271,7 @@ async fn finish(
             }
         }
         StepOutcome::Retry { after, reason } => {
+            metric::count("StepsRetried", step_kind, 1);
             tracing::info!(retry_after_ms = after.as_millis() as u64, %reason, "step will retry");
             match runs
                 .retry(
@@ -302,6 +306,7 @@ async fn finish(
             }
         }
         StepOutcome::Failed { reason } => {
+            metric::count("StepsFailed", step_kind, 1);
             tracing::warn!(%reason, "step failed");
             match runs.fail(run_id, step, attempt, &reason, deps.now()).await {
                 Ok(_) => fail(reason),
