@@ -93,6 +93,8 @@ struct Figures {
     init_ms: Vec<f64>,
     warm_ms: Vec<f64>,
     records: usize,
+    /// Invocations answered with an error (the figures still count them).
+    errors: usize,
     peak_rss_kb: Option<u64>,
 }
 
@@ -135,6 +137,7 @@ async fn measure(
         init_ms: Vec::new(),
         warm_ms: Vec::new(),
         records: event.1,
+        errors: 0,
         peak_rss_kb: None,
     };
     for run in 0..runs {
@@ -174,7 +177,10 @@ async fn measure(
         for _ in 0..invocations {
             let handed_out = Instant::now();
             match tokio::time::timeout(INVOKE_WITHIN, rx.recv()).await {
-                Ok(Some(Seen::Done(at, _))) => figures.warm_ms.push((at - handed_out).as_secs_f64() * 1e3),
+                Ok(Some(Seen::Done(at, ok))) => {
+                    figures.errors += usize::from(!ok);
+                    figures.warm_ms.push((at - handed_out).as_secs_f64() * 1e3)
+                }
                 _ => break,
             }
             // The next `next` request, made as soon as the response went out.
@@ -244,8 +250,8 @@ async fn main() {
         dir.display()
     );
     println!(
-        "{:<22} {:>10} {:>8} {:>22} {:>18} {:>10}",
-        "function", "size MB", "<= 8MB", "init ms med (min-max)", "warm ms/msg (med)", "peak RSS MB"
+        "{:<22} {:>10} {:>8} {:>22} {:>18} {:>12} {:>7}",
+        "function", "size MB", "<= 8MB", "init ms med (min-max)", "warm ms/msg (med)", "peak RSS MB", "errors"
     );
     let mut missing = Vec::new();
     for f in &functions {
@@ -264,7 +270,7 @@ async fn main() {
         let init = median(&mut fig.init_ms);
         let per_message = median(&mut fig.warm_ms) / fig.records as f64;
         println!(
-            "{:<22} {:>10.2} {:>8} {:>9.1} ({:.1}-{:.1}){} {:>18.2} {:>10.1}",
+            "{:<22} {:>10.2} {:>8} {:>9.1} ({:.1}-{:.1}){} {:>18.2} {:>12.1} {:>7}",
             f,
             fig.size as f64 / 1_048_576.0,
             if fig.size <= SIZE_TARGET { "yes" } else { "NO" },
@@ -274,6 +280,7 @@ async fn main() {
             if init <= INIT_TARGET_MS { " " } else { "!" },
             per_message,
             fig.peak_rss_kb.map_or(f64::NAN, |kb| kb as f64 / 1024.0),
+            fig.errors,
         );
     }
     println!(
