@@ -576,3 +576,34 @@ async fn a_message_held_longer_than_its_visibility_is_not_delivered_again() {
     let again: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
     assert!(again.is_empty(), "held messages were delivered again: {again:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_interactive_accounts_must_change_their_password_at_first_sign_in() {
+    use mdops_core::onboarding::Account;
+    let rig = Rig::start(|_| {}).await;
+    assert_eq!(rig.onboard(TIMEOUT).await.status(), RunStatus::Succeeded);
+    let creates: Vec<_> = rig
+        .requests()
+        .await
+        .into_iter()
+        .filter(|r| r.method == "POST" && r.path == "/v1.0/users" && r.status == 201)
+        .collect();
+    assert_eq!(creates.len(), Account::ALL.len());
+    for account in Account::ALL {
+        let nickname = account.mail_nickname(&mdops_core::tenant::TenantSettings::default().account_prefix);
+        let body = creates
+            .iter()
+            .filter_map(|r| r.body.as_ref())
+            .find(|b| b["mailNickname"] == serde_json::json!(nickname))
+            .unwrap_or_else(|| panic!("{account:?} was created"));
+        assert_eq!(
+            body["passwordProfile"]["forceChangePasswordNextSignIn"],
+            serde_json::json!(account.interactive()),
+            "{account:?}: only a person changes the password at first sign-in"
+        );
+        assert_eq!(
+            body["passwordProfile"]["password"], "***",
+            "the log never holds the password"
+        );
+    }
+}

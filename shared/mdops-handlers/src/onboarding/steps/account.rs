@@ -52,7 +52,9 @@ pub async fn run(ctx: &StepContext<'_>, account: Account) -> Result<StepOutcome,
         "mailNickname": account.mail_nickname(&ctx.tenant.settings.account_prefix),
         "userPrincipalName": upn,
         "passwordProfile": {
-            "forceChangePasswordNextSignIn": true,
+            // A person changes it at first sign-in; an unattended account could never sign in if
+            // it had to (Graph: passwordProfile.forceChangePasswordNextSignIn).
+            "forceChangePasswordNextSignIn": account.interactive(),
             "password": password.expose_secret(),
         },
     });
