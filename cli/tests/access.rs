@@ -58,7 +58,11 @@ async fn request_and_approve_from_a_terminal() {
             display_name: None,
             secret: Some(SecretString::from(secret.clone())),
             certificates: Vec::new(),
-            permissions: PRODUCT_PERMISSIONS.iter().map(|p| p.to_string()).collect(),
+            permissions: if name == "provider" {
+                tenant_sim::seeds::provider_permissions()
+            } else {
+                PRODUCT_PERMISSIONS.iter().map(|p| p.to_string()).collect()
+            },
         });
         seed.objects.groups.push(GroupSeed {
             display_name: SOC.into(),

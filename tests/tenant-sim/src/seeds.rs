@@ -325,7 +325,9 @@ pub const DEMO_CLIENT_ID: &str = "0c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f";
 /// Client secret of the demo onboarding app (a rehearsal value, not a credential).
 pub const DEMO_CLIENT_SECRET: &str = "demo-secret-for-the-simulated-tenant";
 
-/// Every application permission mdops needs (onboarding + management + access requests).
+/// Every application permission mdops needs in a customer tenant (onboarding + management +
+/// elevation). No `Mail.Send`: access mails leave from the provider's own tenant
+/// ([`PROVIDER_PERMISSIONS`]).
 pub const PRODUCT_PERMISSIONS: &[&str] = &[
     "DeviceManagementServiceConfig.ReadWrite.All",
     "DeviceManagementConfiguration.ReadWrite.All",
@@ -341,8 +343,20 @@ pub const PRODUCT_PERMISSIONS: &[&str] = &[
     "Device.ReadWrite.All",
     "Policy.Read.All",
     "User.Invite.All",
-    "Mail.Send",
 ];
+
+/// What the provider's own tenant grants on top of [`PRODUCT_PERMISSIONS`]: sending the access
+/// mails from its service mailbox.
+pub const PROVIDER_EXTRA_PERMISSIONS: &[&str] = &["Mail.Send"];
+
+/// The permissions of the provider's app in its own tenant.
+pub fn provider_permissions() -> Vec<String> {
+    PRODUCT_PERMISSIONS
+        .iter()
+        .chain(PROVIDER_EXTRA_PERMISSIONS)
+        .map(|p| p.to_string())
+        .collect()
+}
 
 impl UserSeed {
     /// A member user with this UPN (a bare name gets the tenant's initial domain) and usage location.

@@ -82,7 +82,7 @@ pub struct Rig {
     _dir: tempfile::TempDir,
 }
 
-fn app(secret: &str) -> (AppSeed, uuid::Uuid) {
+fn app(secret: &str, permissions: Vec<String>) -> (AppSeed, uuid::Uuid) {
     let client_id = uuid::Uuid::new_v4();
     (
         AppSeed {
@@ -90,7 +90,7 @@ fn app(secret: &str) -> (AppSeed, uuid::Uuid) {
             display_name: Some("mdops".into()),
             secret: Some(SecretString::from(secret.to_string())),
             certificates: Vec::new(),
-            permissions: PRODUCT_PERMISSIONS.iter().map(|p| p.to_string()).collect(),
+            permissions,
         },
         client_id,
     )
@@ -119,14 +119,14 @@ impl Rig {
         let customer_id = uuid::Uuid::new_v4();
         let mut provider = TenantSeed::new("provider");
         provider.id = Some(provider_id);
-        let (provider_app, provider_client) = app(&secret);
+        let (provider_app, provider_client) = app(&secret, tenant_sim::seeds::provider_permissions());
         provider.apps.push(provider_app);
         for upn in [MAILBOX, ALICE, BOB, CAROL, EVE] {
             provider.objects.users.push(user(upn));
         }
         let mut customer = TenantSeed::new("fabrikam");
         customer.id = Some(customer_id);
-        let (customer_app, customer_client) = app(&secret);
+        let (customer_app, customer_client) = app(&secret, PRODUCT_PERMISSIONS.iter().map(|p| p.to_string()).collect());
         customer.apps.push(customer_app);
         for name in [SOC, "Modern Workplace Roles-Service Engineers"] {
             customer.objects.groups.push(GroupSeed {

@@ -35,7 +35,13 @@ fn app(id: &str, permissions: &[&str]) -> AppSeed {
 /// A tenant "fabrikam" with three apps, a few users and one SKU of `units` licences.
 pub fn seed(name: &str, users: usize, units: u32) -> TenantSeed {
     let mut t = TenantSeed::new(name);
-    t.apps.push(app(FULL_APP, tenant_sim::seeds::PRODUCT_PERMISSIONS));
+    // The full app also sends mail, as the provider's app does in its own tenant.
+    let full: Vec<&str> = tenant_sim::seeds::PRODUCT_PERMISSIONS
+        .iter()
+        .chain(tenant_sim::seeds::PROVIDER_EXTRA_PERMISSIONS)
+        .copied()
+        .collect();
+    t.apps.push(app(FULL_APP, &full));
     t.apps.push(app(
         READER_APP,
         &[
