@@ -3,7 +3,7 @@
 
 use anyhow::{Context as _, Result, bail};
 use clap::{Args, Subcommand};
-use mdops_core::permissions::{MANAGEMENT, ONBOARDING, Requirement};
+use mdops_core::permissions::{MANAGEMENT, ONBOARDING, PROVIDER, Requirement, excess_in_customer};
 use mdops_core::tenant::{
     CredentialRef, Domain, Tenant, TenantId, TenantRegistry, TenantSettings, parse_client_id, parse_usage_location,
 };
@@ -175,10 +175,11 @@ pub async fn run(args: TenantsArgs, global: &GlobalArgs) -> Result<()> {
                 .append_pair("redirect_uri", &redirect_uri);
             println!("{url}");
             println!();
+            let provider = is_provider(ports.store.as_ref(), &tenant).await?;
             println!(
                 "The customer's Global Administrator opens this URL and consents to these application permissions:"
             );
-            for r in ONBOARDING.iter().chain(MANAGEMENT) {
+            for r in requirements(provider) {
                 println!("  {:<48} {}", r.permission, r.purpose);
             }
         }
@@ -194,7 +195,16 @@ pub async fn run(args: TenantsArgs, global: &GlobalArgs) -> Result<()> {
                 .await
                 .with_context(|| format!("tenant {} is not reachable or has not consented", tenant.tenant_id))?;
             let onboarding_missing = report("onboarding", ONBOARDING, &granted);
-            let management_missing = report("management", MANAGEMENT, &granted);
+            let mut management_missing = report("management", MANAGEMENT, &granted);
+            if is_provider(ports.store.as_ref(), &tenant).await? {
+                management_missing += report("provider tenant (access mails)", PROVIDER, &granted);
+            } else {
+                for p in excess_in_customer(&granted) {
+                    println!(
+                        "  EXCESS  {p:<48} not needed in a customer tenant (access mails leave from the provider's tenant); revoke it"
+                    );
+                }
+            }
             if onboarding_missing + management_missing > 0 {
                 bail!(
                     "tenant {} lacks {} permission(s) for onboarding and {} for management; have the admin consent again (`mdops tenants consent-url`)",
@@ -210,6 +220,21 @@ pub async fn run(args: TenantsArgs, global: &GlobalArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Whether the tenant is the provider's own (access settings' `provider_tenant_id`).
+async fn is_provider(store: &dyn mdops_core::store::Store, tenant: &Tenant) -> Result<bool> {
+    let settings = mdops_core::access::load_settings(store)
+        .await
+        .context("reading the access settings")?;
+    Ok(settings.provider_tenant_id.is_some_and(|p| p == tenant.tenant_id))
+}
+
+/// What a tenant consents to: a customer tenant onboarding and management; the provider's tenant
+/// also the mail permission (only there).
+fn requirements(provider: bool) -> impl Iterator<Item = &'static Requirement> {
+    let extra: &'static [Requirement] = if provider { PROVIDER } else { &[] };
+    ONBOARDING.iter().chain(MANAGEMENT).chain(extra)
 }
 
 fn report(phase: &str, requirements: &[Requirement], granted: &[String]) -> usize {

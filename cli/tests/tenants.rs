@@ -161,14 +161,23 @@ async fn tenants_lifecycle(backend: Vec<String>, env: Vec<(&'static str, String)
         url.contains(&format!("{consented}/adminconsent")) && url.contains(&format!("client_id={client}")),
         "{consent}"
     );
+    // Least privilege: a customer tenant is never asked for Mail.Send (mail leaves from the
+    // provider's own tenant).
     assert!(
-        consent.contains("DeviceManagementServiceConfig.ReadWrite.All") && consent.contains("Mail.Send"),
+        consent.contains("DeviceManagementServiceConfig.ReadWrite.All") && !consent.contains("Mail.Send"),
         "{consent}"
     );
 
     let check = cli.ok(&["tenants", "check", "--tenant-id", &consented.to_string()]);
     assert!(check.contains("is ready"), "{check}");
-    assert!(!check.contains("MISSING"), "{check}");
+    assert!(!check.contains("MISSING") && !check.contains("Mail.Send"), "{check}");
+
+    // The provider's own tenant is asked for it, and its check says when it lacks it.
+    cli.ok(&["access", "configure", "--provider-tenant", &consented.to_string()]);
+    let provider_consent = cli.ok(&["tenants", "consent-url", "--tenant-id", &consented.to_string()]);
+    assert!(provider_consent.contains("Mail.Send"), "{provider_consent}");
+    let provider_check = cli.fails(&["tenants", "check", "--tenant-id", &consented.to_string()]);
+    assert!(provider_check.contains("MISSING Mail.Send"), "{provider_check}");
 
     let refused = cli.fails(&["tenants", "check", "--tenant-id", &unconsented.to_string()]);
     assert!(

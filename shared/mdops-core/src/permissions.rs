@@ -86,7 +86,8 @@ pub const ONBOARDING: &[Requirement] = &[
     ),
 ];
 
-/// What the management phase needs on top of onboarding (licences, temporary access, mail).
+/// What the management phase needs in a customer tenant on top of onboarding (licences, temporary
+/// access). No mail: access mails leave from the provider's own tenant ([`PROVIDER`]).
 pub const MANAGEMENT: &[Requirement] = &[
     req(
         "LicenseAssignment.ReadWrite.All",
@@ -105,8 +106,24 @@ pub const MANAGEMENT: &[Requirement] = &[
     ),
     req("DeviceManagementApps.ReadWrite.All", &[], "manage mobile apps"),
     req("Reports.Read.All", &[], "read usage reports"),
-    req("Mail.Send", &[], "send approval mails from the service mailbox"),
 ];
+
+/// Permissions asked of the provider's own tenant only (its app, its mailbox), never of a customer
+/// tenant: least privilege keeps `Mail.Send` out of every customer tenant.
+pub const PROVIDER: &[Requirement] = &[req(
+    "Mail.Send",
+    &[],
+    "send access request mails from the service mailbox in the provider's tenant",
+)];
+
+/// Granted permissions a customer tenant should not hold (it is used only in the provider's tenant).
+pub fn excess_in_customer(granted: &[String]) -> Vec<&'static str> {
+    PROVIDER
+        .iter()
+        .map(|r| r.permission)
+        .filter(|p| granted.iter().any(|g| g == p))
+        .collect()
+}
 
 /// The requirements not met by `granted`, in declaration order.
 pub fn missing<'a>(requirements: &'a [Requirement], granted: &[String]) -> Vec<&'a Requirement> {
@@ -125,5 +142,14 @@ mod tests {
         assert!(names.contains(&"DeviceManagementServiceConfig.ReadWrite.All"));
         let all: Vec<String> = ONBOARDING.iter().map(|r| r.permission.to_string()).collect();
         assert!(missing(ONBOARDING, &all).is_empty());
+    }
+
+    #[test]
+    fn no_customer_tenant_is_asked_for_mail_send() {
+        let customer: Vec<&str> = ONBOARDING.iter().chain(MANAGEMENT).map(|r| r.permission).collect();
+        assert!(!customer.contains(&"Mail.Send"), "{customer:?}");
+        assert_eq!(PROVIDER.iter().map(|r| r.permission).collect::<Vec<_>>(), ["Mail.Send"]);
+        let granted = vec!["Mail.Send".to_string(), "User.ReadWrite.All".to_string()];
+        assert_eq!(excess_in_customer(&granted), ["Mail.Send"]);
     }
 }

@@ -2,7 +2,7 @@
 //! permission onboarding needs. Reads only. Natural key: the tenant itself.
 
 use mdops_core::outcome::StepOutcome;
-use mdops_core::permissions::{ONBOARDING, missing};
+use mdops_core::permissions::{ONBOARDING, excess_in_customer, missing};
 use mdops_graph::{GraphError, Query};
 
 use super::{Collection, StepContext};
@@ -23,6 +23,16 @@ pub async fn run(ctx: &StepContext<'_>) -> Result<StepOutcome, GraphError> {
             names.join(", ")
         )));
     }
+    // Least privilege: a customer tenant needs no mail permission (access mails leave from the
+    // provider's tenant). Not a failure, but said, and recorded in the step's output.
+    let excess = excess_in_customer(&granted);
+    if !excess.is_empty() {
+        tracing::warn!(
+            tenant = %ctx.tenant.tenant_id,
+            ?excess,
+            "tenant grants permissions mdops does not need in a customer tenant; revoke them"
+        );
+    }
     let orgs: Collection<super::Named> = ctx
         .graph
         .get("organization", &Query::select(&["id", "displayName"]))
@@ -34,6 +44,6 @@ pub async fn run(ctx: &StepContext<'_>) -> Result<StepOutcome, GraphError> {
         )));
     };
     Ok(StepOutcome::done(
-        serde_json::json!({ "id": org.id, "granted": granted, "created": false }),
+        serde_json::json!({ "id": org.id, "granted": granted, "excess": excess, "created": false }),
     ))
 }
