@@ -14,6 +14,7 @@ mod enroll;
 mod licences;
 mod onboard;
 mod quickstart;
+mod rings;
 mod sim;
 mod status;
 mod tenants;
@@ -55,6 +56,8 @@ enum Command {
     Sim(sim::SimArgs),
     /// Queue licence changes: one message per user (a user, or every member of a group).
     Licences(licences::LicencesArgs),
+    /// Device update rings: sync (place devices in no ring), show, move.
+    Rings(rings::RingsArgs),
     /// Temporary engineer access with two-key approval: configure, serve, request, approve, list, ...
     Access(access::AccessArgs),
     /// The AWS resources without SAM: setup (create or check), teardown.
@@ -117,6 +120,7 @@ async fn run(command: Command, global: context::GlobalArgs) -> Result<()> {
         Command::Sim(args) => sim::run(args).await,
         Command::Licences(args) => licences::run(args, &global).await,
         Command::Access(args) => access::run(args, &global).await,
+        Command::Rings(args) => rings::run(args, &global).await,
         Command::Aws(args) => aws::run(args, &global).await,
     }
 }

@@ -1,9 +1,13 @@
 //! The onboarding-step Lambda function. Two triggers, one instance's clients:
 //! - the onboarding SQS queue: [`Function::work`] runs each record through the same step handler as
-//!   the embedded worker (`mdops_handlers::onboarding::handle_step`) and reports partial batch
-//!   failures, so one throttled step never re-delivers the others;
+//!   the embedded worker (`mdops_handlers::worker::handle_onboarding_queue`: onboarding steps and
+//!   device ring chunks) and reports partial batch failures, so one throttled step or chunk never
+//!   re-delivers the others;
 //! - an EventBridge schedule (every minute): [`Function::reconcile`] re-sends steps whose deadline
-//!   passed (a message lost, a holder that died), as the embedded worker's ticker does.
+//!   passed (a message lost, a holder that died) and, once an hour (a claim in the table), plans
+//!   the device ring sync of every tenant, as the embedded worker's ticker does. The ring work
+//!   needs nothing this function does not already have (the onboarding queue, the table, the
+//!   tenants' Graph credentials), so it adds no function and no build.
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use mdops_core::queue::QueueName;
@@ -31,7 +35,7 @@ impl Function {
     pub async fn work(&self, event: SqsEvent) -> SqsBatchResponse {
         mdops_lambda::sqs_batch(QueueName::Onboarding, event, &self.deps, |message| {
             let deps = self.deps.clone();
-            async move { mdops_handlers::onboarding::handle_step(&message.body, message.receive_count, &deps).await }
+            async move { mdops_handlers::worker::handle_onboarding_queue(&message.body, message.receive_count, &deps).await }
         })
         .await
     }
@@ -39,6 +43,12 @@ impl Function {
     /// One scheduled pass: re-sends overdue steps; returns how many.
     pub async fn reconcile(&self) -> Result<usize, mdops_handlers::onboarding::EnrollError> {
         mdops_handlers::onboarding::resend_overdue(&self.deps, OVERDUE_PER_RUN).await
+    }
+
+    /// The hourly device ring sync, when due: the ring chunks sent (`None`: not due).
+    pub async fn ring_sync(&self) -> Result<Option<usize>, mdops_core::store::StoreError> {
+        let reports = mdops_handlers::rings::sync::sync_if_due(&self.deps).await?;
+        Ok(reports.map(|r| r.iter().map(|s| s.messages).sum()))
     }
 
     /// Either trigger's event: an SQS batch answers its partial failures, a schedule its count.
@@ -50,7 +60,11 @@ impl Function {
                     .reconcile()
                     .await
                     .map_err(|e| FunctionError::new("ReconcileFailed", &e))?;
-                Ok(json!({ "resent": resent }))
+                let ring_chunks = self
+                    .ring_sync()
+                    .await
+                    .map_err(|e| FunctionError::new("RingSyncFailed", &e))?;
+                Ok(json!({ "resent": resent, "ring_chunks": ring_chunks }))
             }
         }
     }

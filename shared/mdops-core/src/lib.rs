@@ -10,6 +10,7 @@
 //! - [`onboarding`]: the onboarding DAG ([`onboarding::plan()`]), its step message, and the run
 //!   repository whose conditional transitions make the run resumable ([`onboarding::runs`]).
 //! - [`licences`]: the licence queue's message (one user's change in one tenant).
+//! - [`rings`]: device update rings: configured shares, deterministic placement, the chunk message.
 //! - [`access`]: temporary engineer access: settings, the two-key rules and states, the request
 //!   repository whose decisions write their side effects to an outbox in the same transaction.
 //! - [`permissions`]: the application permissions each phase needs, by name.
@@ -32,6 +33,7 @@ pub mod outcome;
 pub mod permissions;
 pub mod quarantine;
 pub mod queue;
+pub mod rings;
 pub mod secrets;
 pub mod store;
 pub mod tenant;

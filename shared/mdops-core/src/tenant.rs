@@ -456,6 +456,8 @@ pub struct TenantSettings {
     pub access_max_hours: u32,
     /// Graph request budget for this tenant.
     pub graph_budget: GraphBudget,
+    /// Share of Windows devices per update ring (`mdops rings sync`).
+    pub ring_shares: crate::rings::RingShares,
 }
 
 impl Default for TenantSettings {
@@ -472,6 +474,7 @@ impl Default for TenantSettings {
             ],
             access_max_hours: DEFAULT_ACCESS_MAX_HOURS,
             graph_budget: GraphBudget::default(),
+            ring_shares: crate::rings::RingShares::default(),
         }
     }
 }
@@ -488,6 +491,7 @@ pub const SETTING_NAMES: &[&str] = &[
     "access_max_hours",
     "graph_budget.identity_writes_per_150s",
     "graph_budget.intune_writes_per_20s",
+    "ring_share.<test, first or fast>",
 ];
 
 impl TenantSettings {
@@ -567,6 +571,11 @@ impl TenantSettings {
                         }
                     }
                     self.deferrals.validate()?;
+                } else if let Some(ring) = name.strip_prefix("ring_share.") {
+                    let ring = Ring::ALL.into_iter().find(|r| r.as_str() == ring).ok_or_else(|| {
+                        InvalidInput::new(name, format!("unknown ring {ring:?}: expected test, first or fast"))
+                    })?;
+                    self.ring_shares.set_percent(name, ring, value)?;
                 } else {
                     return Err(InvalidInput::new(
                         name,

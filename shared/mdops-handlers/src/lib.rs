@@ -17,6 +17,8 @@
 //!   `mdops licences assign`.
 //! - [`onboarding`]: enrollment and the onboarding-step handler; one file per step in
 //!   [`onboarding::steps`].
+//! - [`rings`]: device update rings: the sync that places devices, the chunk handler
+//!   (`members@odata.bind`, 20 a request), show and move.
 //! - [`operators`]: dead letters for operators: filter, show, replay (paced, audited), purge.
 //! - [`worker`]: the embedded poll loop with bounded concurrency and the deadline ticker.
 
@@ -28,6 +30,7 @@ pub mod licences;
 pub mod onboarding;
 pub mod operators;
 pub mod reach;
+pub mod rings;
 pub mod worker;
 
 pub use deps::{Clock, Deps};

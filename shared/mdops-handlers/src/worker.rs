@@ -60,10 +60,19 @@ impl Default for WorkerSettings {
 /// Runs one message's handler.
 pub async fn dispatch(queue: QueueName, message: &ReceivedMessage, deps: &Deps) -> Disposition {
     match queue {
-        QueueName::Onboarding => onboarding::handle_step(&message.body, message.receive_count, deps).await,
+        QueueName::Onboarding => handle_onboarding_queue(&message.body, message.receive_count, deps).await,
         QueueName::Access => crate::access::handle(&message.body, message.receive_count, deps).await,
         QueueName::Licences => crate::licences::handle(&message.body, message.receive_count, deps).await,
     }
+}
+
+/// Runs the handler of one message of the onboarding queue: an onboarding step, or a ring chunk
+/// (management work rides the same queue, retries and dead letters; told apart by `kind`).
+pub async fn handle_onboarding_queue(body: &str, receive_count: u32, deps: &Deps) -> Disposition {
+    if kind_of(body).as_deref() == Some(crate::rings::KIND) {
+        return crate::rings::handle(body, receive_count, deps).await;
+    }
+    onboarding::handle_step(body, receive_count, deps).await
 }
 
 /// Applies a handler's verdict to the message on the queue.
@@ -80,6 +89,14 @@ pub async fn apply(queue: QueueName, message: &ReceivedMessage, disposition: Dis
         // The message comes back after its visibility timeout; nothing is lost.
         tracing::warn!(message = %message.id, error = %e, "could not settle message");
     }
+}
+
+fn kind_of(body: &str) -> Option<String> {
+    serde_json::from_str::<serde_json::Value>(body)
+        .ok()?
+        .get("kind")?
+        .as_str()
+        .map(str::to_string)
 }
 
 fn tenant_of(body: &str) -> Option<String> {
@@ -171,6 +188,10 @@ impl Worker {
             // So does the membership sweep (it paces itself: once per SWEEP_INTERVAL).
             if let Err(e) = crate::access::sweep_if_due(&self.deps).await {
                 tracing::warn!(error = %e, "access sweep failed");
+            }
+            // And the device ring sync (once per rings::sync::SYNC_INTERVAL, over all tenants).
+            if let Err(e) = crate::rings::sync::sync_if_due(&self.deps).await {
+                tracing::warn!(error = %e, "ring sync tick failed");
             }
         }
     }
