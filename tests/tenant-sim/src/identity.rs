@@ -195,12 +195,103 @@ fn person_oid(tenant: &Tenant, upn: &str) -> String {
     uuid::Builder::from_random_bytes(bytes).into_uuid().to_string()
 }
 
-/// `GET /{tenant}/discovery/v2.0/keys`.
-pub async fn jwks(State(app): State<AppState>, Path(address): Path<String>) -> Response {
-    let st = app.shared.lock();
-    match st.tenant(&address) {
-        Some(t) => Json(json!({"keys": [t.key.jwk(&format!("{PUBLIC_AUTHORITY}/{}/v2.0", t.id))]})).into_response(),
-        None => AadError::tenant_not_found(&address).response(),
+/// How often a hang on the JWKS route looks whether the test released it.
+const HANG_RELEASE_POLL: Duration = Duration::from_millis(10);
+
+/// `GET /{tenant}/discovery/v2.0/keys`. Logged like any request, and subject to the tenant's
+/// faults: a status answers that status; a hang holds the answer until its time is up or the
+/// tenant's faults are cleared (`DELETE /_sim/tenants/{t}/faults`), then answers 504; a reset
+/// drops the connection.
+pub async fn jwks(
+    State(app): State<AppState>,
+    Extension(conn): Extension<Connection>,
+    Path(address): Path<String>,
+) -> Response {
+    let path = format!("/{address}/discovery/v2.0/keys");
+    let mut entry = RequestLogEntry {
+        seq: 0,
+        time: String::new(),
+        method: "GET".into(),
+        path: path.clone(),
+        query: String::new(),
+        status: 0,
+        tenant: None,
+        client_id: None,
+        client_request_id: None,
+        request_id: uuid::Uuid::new_v4().to_string(),
+        body: None,
+        batch_request_id: None,
+        fault: None,
+    };
+    let (fault, clears) = {
+        let mut st = app.shared.lock();
+        match st.tenant_mut(&address) {
+            Some(t) => {
+                entry.tenant = Some(t.id.clone());
+                (faults::take_matching(&mut t.faults, "GET", &path), t.fault_clears)
+            }
+            None => (None, 0),
+        }
+    };
+    if let Some(action) = &fault {
+        entry.fault = Some(faults::InjectedFault {
+            kind: action.name().into(),
+            source: "fault".into(),
+            applied_status: None,
+        });
+    }
+    match fault {
+        Some(FaultAction::Reset | FaultAction::CommitThenReset) => {
+            app.record(entry);
+            return conn.reset().await;
+        }
+        Some(FaultAction::Hang { ms } | FaultAction::CommitThenHang { ms }) => {
+            let until = tokio::time::Instant::now() + Duration::from_millis(ms.min(MAX_HANG_MS));
+            while tokio::time::Instant::now() < until {
+                let released = app
+                    .shared
+                    .lock()
+                    .tenant(&address)
+                    .is_none_or(|t| t.fault_clears != clears);
+                if released {
+                    break;
+                }
+                tokio::time::sleep(HANG_RELEASE_POLL).await;
+            }
+            entry.status = 504;
+            app.record(entry);
+            return AadError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "temporarily_unavailable",
+                50196,
+                "Injected hang ended.",
+            )
+            .response();
+        }
+        Some(FaultAction::Status { status, .. } | FaultAction::CommitThenStatus { status }) => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            entry.status = status.as_u16();
+            app.record(entry);
+            return AadError::new(status, "temporarily_unavailable", 50196, "Injected fault.").response();
+        }
+        None => {}
+    }
+    let answer = {
+        let st = app.shared.lock();
+        st.tenant(&address)
+            .map(|t| json!({"keys": [t.key.jwk(&format!("{PUBLIC_AUTHORITY}/{}/v2.0", t.id))]}))
+    };
+    match answer {
+        Some(keys) => {
+            entry.status = 200;
+            app.record(entry);
+            Json(keys).into_response()
+        }
+        None => {
+            entry.status = 400;
+            app.record(entry);
+            AadError::tenant_not_found(&address).response()
+        }
     }
 }
 

@@ -216,6 +216,9 @@ pub struct Tenant {
     pub knobs: Knobs,
     /// Active faults.
     pub faults: Vec<Fault>,
+    /// Times the faults were cleared: a hang on the JWKS route ends early when this moves, so a
+    /// test can hold a key fetch exactly as long as it needs.
+    pub fault_clears: u64,
     /// Random faults at set rates, when turned on.
     pub chaos: Option<Chaos>,
     /// Throttle windows: instants of counted requests per (client id, quota).

@@ -196,6 +196,7 @@ fn build(seed: TenantSeed, key: Arc<SigningKey>) -> Result<Tenant, SimError> {
         mail: Vec::new(),
         knobs: seed.knobs.clone(),
         faults: Vec::new(),
+        fault_clears: 0,
         chaos: None,
         throttle: HashMap::new(),
     };

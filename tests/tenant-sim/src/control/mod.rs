@@ -178,6 +178,7 @@ async fn add_fault(
 async fn clear_faults(State(app): State<AppState>, Path(t): Path<String>) -> Result<StatusCode, ControlError> {
     with_tenant(&app, &t, |t| {
         t.faults.clear();
+        t.fault_clears += 1;
         Ok(StatusCode::NO_CONTENT)
     })
 }
