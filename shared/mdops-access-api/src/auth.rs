@@ -1,12 +1,23 @@
 //! Validating the callers' Entra ID access tokens in-process.
 //!
 //! RS256 only (the header's `alg` is checked before anything else, so `none` and HMAC tokens
-//! signed with the public key are refused outright); the signing key is found by `kid` in the
-//! JWKS of the token's tenant, which must be on the allow-list (checked first, so foreign tokens
-//! never make us fetch anything); keys are cached and fetched again on an unknown `kid`, at most
-//! once per [`AuthSettings::jwks_min_refresh`] per tenant so a stream of made-up `kid`s cannot
-//! make us hammer the identity platform. Then `iss` (`{issuer_base}/{tid}/v2.0`), `aud`, `exp`
-//! and `nbf` (with a small leeway, by the validator's clock), and the verified `tid` again.
+//! signed with the public key are refused outright). Before any key is looked up, the token is
+//! judged on what it says about itself: size, `alg`, `kid`, and the unverified `tid` (on the
+//! allow-list), `iss` (`{issuer_base}/{tid}/v2.0`), `aud`, `exp`, `nbf` (with a small leeway, by
+//! the validator's clock) and `oid`. A token that fails any of these is refused without a JWKS
+//! fetch, so junk and foreign tokens cost the identity platform nothing. Only then is the signing
+//! key found by `kid` in the JWKS of the token's tenant, and every claim checked again on the
+//! verified payload.
+//!
+//! Keys are cached per tenant. A fetch happens on an unknown `kid` (at most once per
+//! [`AuthSettings::jwks_min_refresh`] per tenant, so a stream of made-up `kid`s cannot make us
+//! hammer the identity platform) or when the keys are older than [`AuthSettings::jwks_max_age`].
+//! The cache lock is never held across a fetch: one fetch per tenant is in flight at a time
+//! (single flight), requests whose `kid` is cached never wait for it (a stale key is served while
+//! its refresh runs), and only requests that need the new keys wait on the one fetch. A failed
+//! fetch is remembered: no new fetch for that tenant until a backoff has passed (doubling from
+//! [`AuthSettings::jwks_failure_backoff`] up to [`MAX_JWKS_FAILURE_BACKOFF`]), and meanwhile
+//! tokens with unknown `kid`s are refused at once with the remembered failure.
 //!
 //! Errors say exactly why for logs and tests; the API answers every one of them with a bare 401.
 
@@ -21,7 +32,6 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use mdops_core::access::Caller;
 use serde::Deserialize;
-use tokio::sync::Mutex;
 use url::Url;
 
 /// Largest token accepted: Entra tokens are a few KiB even with many groups.
@@ -32,6 +42,10 @@ pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(60);
 pub const DEFAULT_JWKS_MIN_REFRESH: Duration = Duration::from_secs(60);
 /// Keys older than this are fetched again even when the `kid` is known (Entra rolls keys over weeks).
 pub const DEFAULT_JWKS_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
+/// First wait after a failed JWKS fetch before the next one; doubles per failure in a row.
+pub const DEFAULT_JWKS_FAILURE_BACKOFF: Duration = Duration::from_secs(5);
+/// Longest wait between JWKS fetches while they keep failing.
+pub const MAX_JWKS_FAILURE_BACKOFF: Duration = Duration::from_secs(300);
 /// Timeout of one JWKS fetch.
 const JWKS_TIMEOUT: Duration = Duration::from_secs(10);
 /// Most keys kept from one JWKS answer (Entra publishes a handful).
@@ -54,6 +68,8 @@ pub struct AuthSettings {
     pub leeway: Duration,
     pub jwks_min_refresh: Duration,
     pub jwks_max_age: Duration,
+    /// First wait after a failed fetch (see [`DEFAULT_JWKS_FAILURE_BACKOFF`]).
+    pub jwks_failure_backoff: Duration,
 }
 
 /// Microsoft's public authority (JWKS and issuer).
@@ -70,6 +86,7 @@ impl AuthSettings {
             leeway: DEFAULT_LEEWAY,
             jwks_min_refresh: DEFAULT_JWKS_MIN_REFRESH,
             jwks_max_age: DEFAULT_JWKS_MAX_AGE,
+            jwks_failure_backoff: DEFAULT_JWKS_FAILURE_BACKOFF,
         }
     }
 }
@@ -109,9 +126,15 @@ struct Header {
     kid: Option<String>,
 }
 
+/// The claims judged before any key is looked up.
 #[derive(Deserialize)]
 struct Unverified {
     tid: Option<String>,
+    iss: Option<String>,
+    aud: Option<serde_json::Value>,
+    exp: Option<i64>,
+    nbf: Option<i64>,
+    oid: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -144,9 +167,27 @@ struct Jwk {
     use_: Option<String>,
 }
 
+/// What is known of one tenant's keys.
+#[derive(Default)]
 struct TenantKeys {
     keys: HashMap<String, DecodingKey>,
-    fetched_at: Instant,
+    /// When the keys were last fetched successfully.
+    fetched_at: Option<Instant>,
+    /// The last failed fetch: when, why, and how many failed in a row.
+    failure: Option<(Instant, AuthError, u32)>,
+    /// Bumped by every finished fetch, so a request that waited on one knows it happened.
+    generation: u64,
+}
+
+impl TenantKeys {
+    /// While a failure's backoff runs, the remembered error.
+    fn backing_off(&self, base: Duration) -> Option<AuthError> {
+        let (at, error, in_a_row) = self.failure.as_ref()?;
+        let wait = base
+            .saturating_mul(1 << (in_a_row.saturating_sub(1)).min(16))
+            .min(MAX_JWKS_FAILURE_BACKOFF);
+        (at.elapsed() < wait).then(|| error.clone())
+    }
 }
 
 /// Validates tokens; build once per process and share.
@@ -154,8 +195,22 @@ pub struct JwtValidator {
     settings: AuthSettings,
     http: reqwest::Client,
     clock: Clock,
-    cache: Mutex<HashMap<String, TenantKeys>>,
+    /// Never held across an await.
+    cache: std::sync::Mutex<HashMap<String, TenantKeys>>,
+    /// One per tenant: held by the one fetch in flight.
+    flights: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     fetches: std::sync::atomic::AtomicU64,
+}
+
+/// `aud` (a string or an array of strings) names one of `accepted`.
+fn audience_matches(aud: Option<&serde_json::Value>, accepted: &[String]) -> bool {
+    match aud {
+        Some(serde_json::Value::String(a)) => accepted.contains(a),
+        Some(serde_json::Value::Array(all)) => all
+            .iter()
+            .any(|a| a.as_str().is_some_and(|a| accepted.iter().any(|x| x == a))),
+        _ => false,
+    }
 }
 
 fn segment<T: serde::de::DeserializeOwned>(token: &str, index: usize, what: &str) -> Result<T, AuthError> {
@@ -199,7 +254,8 @@ impl JwtValidator {
             settings,
             http,
             clock,
-            cache: Mutex::new(HashMap::new()),
+            cache: std::sync::Mutex::new(HashMap::new()),
+            flights: std::sync::Mutex::new(HashMap::new()),
             fetches: std::sync::atomic::AtomicU64::new(0),
         })
     }
@@ -226,10 +282,31 @@ impl JwtValidator {
         let unverified: Unverified = segment(token, 1, "payload")?;
         let tid = unverified
             .tid
+            .as_deref()
             .ok_or(AuthError::MissingClaim("tid"))?
             .to_ascii_lowercase();
         if !self.settings.allowed_tenants.contains(&tid) {
             return Err(AuthError::TenantNotAllowed(tid));
+        }
+        let issuer = format!("{}/{tid}/v2.0", self.settings.issuer_base.trim_end_matches('/'));
+        // Everything the token says about itself is judged before it may cost a key fetch.
+        if unverified.iss.as_deref() != Some(issuer.as_str()) {
+            return Err(AuthError::WrongIssuer);
+        }
+        if !audience_matches(unverified.aud.as_ref(), &self.settings.audiences) {
+            return Err(AuthError::WrongAudience);
+        }
+        let now = (self.clock)().timestamp();
+        let leeway = self.settings.leeway.as_secs() as i64;
+        let exp = unverified.exp.ok_or(AuthError::MissingClaim("exp"))?;
+        if exp + leeway < now {
+            return Err(AuthError::Expired);
+        }
+        if unverified.nbf.is_some_and(|nbf| nbf - leeway > now) {
+            return Err(AuthError::NotYetValid);
+        }
+        if unverified.oid.as_deref().is_none_or(|o| o.trim().is_empty()) {
+            return Err(AuthError::MissingClaim("oid"));
         }
         let key = self.key(&tid, &kid).await?;
         let mut validation = Validation::new(Algorithm::RS256);
@@ -239,10 +316,7 @@ impl JwtValidator {
         validation.validate_nbf = false;
         validation.required_spec_claims = HashSet::from(["exp".to_string(), "iss".to_string(), "aud".to_string()]);
         validation.set_audience(&self.settings.audiences);
-        validation.set_issuer(&[format!(
-            "{}/{tid}/v2.0",
-            self.settings.issuer_base.trim_end_matches('/')
-        )]);
+        validation.set_issuer(&[issuer]);
         let data = jsonwebtoken::decode::<Claims>(token, &key, &validation).map_err(|e| match e.kind() {
             ErrorKind::InvalidSignature => AuthError::BadSignature,
             ErrorKind::InvalidIssuer => AuthError::WrongIssuer,
@@ -252,8 +326,7 @@ impl JwtValidator {
             other => AuthError::Malformed(format!("{other:?}")),
         })?;
         let claims = data.claims;
-        let now = (self.clock)().timestamp();
-        let leeway = self.settings.leeway.as_secs() as i64;
+        // Again on the verified payload (the same bytes, so this only guards against a change above).
         if claims.exp + leeway < now {
             return Err(AuthError::Expired);
         }
@@ -279,38 +352,82 @@ impl JwtValidator {
         })
     }
 
+    /// The key `kid` of tenant `tid`, fetching the tenant's keys when needed (see the crate docs).
     async fn key(&self, tid: &str, kid: &str) -> Result<DecodingKey, AuthError> {
-        let mut cache = self.cache.lock().await;
-        let (known, stale, may_refresh) = match cache.get(tid) {
-            Some(t) => (
-                t.keys.get(kid).cloned(),
-                t.fetched_at.elapsed() > self.settings.jwks_max_age,
-                t.fetched_at.elapsed() >= self.settings.jwks_min_refresh,
-            ),
-            None => (None, true, true),
-        };
-        if let Some(key) = &known
-            && !stale
-        {
-            return Ok(key.clone());
-        }
-        if !may_refresh {
-            return known.ok_or_else(|| AuthError::UnknownKey(kid.to_string()));
-        }
-        match self.fetch(tid).await {
-            Ok(keys) => {
-                let found = keys.get(kid).cloned();
-                cache.insert(
-                    tid.to_string(),
-                    TenantKeys {
-                        keys,
-                        fetched_at: Instant::now(),
-                    },
-                );
-                found.ok_or_else(|| AuthError::UnknownKey(kid.to_string()))
+        let (known, generation) = {
+            let cache = self.cache.lock().expect("key cache lock");
+            let entry = cache.get(tid);
+            let known = entry.and_then(|t| t.keys.get(kid).cloned());
+            let fresh = entry
+                .and_then(|t| t.fetched_at)
+                .is_some_and(|at| at.elapsed() <= self.settings.jwks_max_age);
+            if let Some(key) = &known
+                && fresh
+            {
+                return Ok(key.clone());
             }
-            // A failed refresh keeps serving a key we already trust.
-            Err(e) => known.ok_or(e),
+            if let Some(error) = entry.and_then(|t| t.backing_off(self.settings.jwks_failure_backoff)) {
+                return known.ok_or(error);
+            }
+            let recently = entry
+                .and_then(|t| t.fetched_at)
+                .is_some_and(|at| at.elapsed() < self.settings.jwks_min_refresh);
+            if known.is_none() && recently {
+                return Err(AuthError::UnknownKey(kid.to_string()));
+            }
+            (known, entry.map_or(0, |t| t.generation))
+        };
+        let flight = self
+            .flights
+            .lock()
+            .expect("flight lock")
+            .entry(tid.to_string())
+            .or_default()
+            .clone();
+        let _guard = match (&known, flight.try_lock()) {
+            (_, Ok(guard)) => guard,
+            // A stale key we trust is served while another request refreshes it.
+            (Some(key), Err(_)) => return Ok(key.clone()),
+            // An unknown kid waits for the fetch in flight, then judges by its result.
+            (None, Err(_)) => flight.lock().await,
+        };
+        {
+            let cache = self.cache.lock().expect("key cache lock");
+            if let Some(t) = cache.get(tid)
+                && t.generation != generation
+            {
+                // A fetch finished since we looked: use what it found, fetch nothing more.
+                return match (t.keys.get(kid), &t.failure) {
+                    (Some(key), _) => Ok(key.clone()),
+                    (None, Some((_, error, _))) if t.backing_off(self.settings.jwks_failure_backoff).is_some() => {
+                        known.ok_or_else(|| error.clone())
+                    }
+                    (None, _) => known.ok_or_else(|| AuthError::UnknownKey(kid.to_string())),
+                };
+            }
+        }
+        let fetched = self.fetch(tid).await;
+        let mut cache = self.cache.lock().expect("key cache lock");
+        let entry = cache.entry(tid.to_string()).or_default();
+        entry.generation += 1;
+        match fetched {
+            Ok(keys) => {
+                entry.keys = keys;
+                entry.fetched_at = Some(Instant::now());
+                entry.failure = None;
+                entry
+                    .keys
+                    .get(kid)
+                    .cloned()
+                    .ok_or_else(|| AuthError::UnknownKey(kid.to_string()))
+            }
+            Err(e) => {
+                let in_a_row = entry.failure.as_ref().map_or(0, |f| f.2) + 1;
+                tracing::warn!(tenant = tid, error = %e, in_a_row, "signing keys could not be fetched");
+                entry.failure = Some((Instant::now(), e.clone(), in_a_row));
+                // A failed refresh keeps serving a key we already trust.
+                known.ok_or(e)
+            }
         }
     }
 

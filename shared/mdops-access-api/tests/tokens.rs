@@ -11,7 +11,7 @@ use mdops_access_api::{AuthError, AuthSettings, JwtValidator};
 use rsa::pkcs1::EncodeRsaPrivateKey;
 use rsa::pkcs8::{EncodePublicKey, LineEnding};
 use serde_json::Value;
-use support::{ALICE, AUDIENCE, Backend, Rig, TEAM_ROLE};
+use support::{ALICE, AUDIENCE, BOB, Backend, Rig, TEAM_ROLE};
 
 /// The decoded header and payload of a token.
 fn parts(token: &str) -> (Value, Value) {
@@ -219,4 +219,239 @@ async fn a_tenant_not_on_the_allow_list_is_refused() {
         .await;
     refused(&rig, &token, AuthError::TenantNotAllowed(rig.customer.clone())).await;
     assert_eq!(rig.validator.jwks_fetches(), 0, "a foreign token fetches nothing");
+}
+
+/// A token like `valid` whose header names another `kid` (its signature no longer matters: the
+/// key is looked up first).
+fn with_kid(valid: &str, kid: &str) -> String {
+    let mut segments: Vec<String> = valid.split('.').map(str::to_string).collect();
+    let (mut header, _) = parts(valid);
+    header["kid"] = kid.into();
+    segments[0] = enc(&header);
+    segments.join(".")
+}
+
+/// The JWKS GETs of `tenant` the simulator answered.
+async fn jwks_gets(rig: &Rig) -> usize {
+    rig.control
+        .requests(&tenant_sim::store::RequestLogQuery {
+            path_prefix: Some(format!("/{}/discovery/", rig.provider)),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .len()
+}
+
+/// Waits (bounded) until the simulator took the tenant's faults, i.e. the faulted request arrived.
+async fn fault_taken(rig: &Rig) {
+    for _ in 0..500 {
+        if rig.control.faults(&rig.provider).await.unwrap().is_empty() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("the faulted JWKS request never arrived");
+}
+
+fn jwks_fault(rig: &Rig, count: u32, action: tenant_sim::faults::FaultAction) -> tenant_sim::faults::FaultSpec {
+    tenant_sim::faults::FaultSpec {
+        method: Some("GET".into()),
+        path_prefix: format!("/{}/discovery/v2.0/keys", rig.provider),
+        count,
+        action,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_jwks_holds_no_request_whose_key_is_cached() {
+    let rig = Rig::start(Backend::Sqlite).await;
+    let base = url::Url::parse(&format!("{}/", rig.sim.url())).unwrap();
+    let validator = Arc::new(
+        JwtValidator::new(AuthSettings {
+            jwks_min_refresh: std::time::Duration::from_millis(300),
+            ..Rig::auth_settings(&base, &rig.provider)
+        })
+        .unwrap(),
+    );
+    let valid = rig.member(ALICE).await;
+    validator.validate(&valid).await.unwrap();
+    assert_eq!(validator.jwks_fetches(), 1);
+    // Past the refresh interval, an unknown kid fetches again: and that fetch hangs until released.
+    tokio::time::sleep(std::time::Duration::from_millis(350)).await;
+    rig.control
+        .add_fault(
+            &rig.provider,
+            &jwks_fault(
+                &rig,
+                1,
+                tenant_sim::faults::FaultAction::Hang {
+                    ms: tenant_sim::faults::MAX_HANG_MS,
+                },
+            ),
+        )
+        .await
+        .unwrap();
+    let forged = with_kid(&valid, "rolled-over-key");
+    let held = tokio::spawn({
+        let (validator, forged) = (validator.clone(), forged.clone());
+        async move { validator.validate(&forged).await }
+    });
+    fault_taken(&rig).await;
+    // While that fetch is held, tokens whose key is cached are answered, and fetch nothing.
+    let bob = rig.member(BOB).await;
+    for token in [&valid, &bob, &valid, &bob] {
+        validator.validate(token).await.unwrap();
+    }
+    assert!(!held.is_finished(), "the JWKS fetch is still held");
+    assert_eq!(validator.jwks_fetches(), 2);
+    // Released: the held request fails with the fetch, and the failure is remembered.
+    rig.control.clear_faults(&rig.provider).await.unwrap();
+    assert!(matches!(held.await.unwrap(), Err(AuthError::Jwks(_))));
+    assert!(matches!(validator.validate(&forged).await, Err(AuthError::Jwks(_))));
+    assert_eq!(validator.jwks_fetches(), 2, "no new fetch during the backoff");
+    validator.validate(&valid).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_kids_wait_on_one_fetch_in_flight() {
+    let rig = Rig::start(Backend::Sqlite).await;
+    let base = url::Url::parse(&format!("{}/", rig.sim.url())).unwrap();
+    let validator = Arc::new(JwtValidator::new(Rig::auth_settings(&base, &rig.provider)).unwrap());
+    rig.control
+        .add_fault(
+            &rig.provider,
+            &jwks_fault(
+                &rig,
+                1,
+                tenant_sim::faults::FaultAction::Hang {
+                    ms: tenant_sim::faults::MAX_HANG_MS,
+                },
+            ),
+        )
+        .await
+        .unwrap();
+    // A cold cache: the first token fetches and is held; ten more wait on that one fetch.
+    let valid = rig.member(ALICE).await;
+    let mut waiting = Vec::new();
+    for _ in 0..10 {
+        let (validator, valid) = (validator.clone(), valid.clone());
+        waiting.push(tokio::spawn(async move { validator.validate(&valid).await }));
+    }
+    fault_taken(&rig).await;
+    assert_eq!(validator.jwks_fetches(), 1, "single flight");
+    rig.control.clear_faults(&rig.provider).await.unwrap();
+    for w in waiting {
+        assert!(matches!(w.await.unwrap(), Err(AuthError::Jwks(_))));
+    }
+    assert_eq!(validator.jwks_fetches(), 1, "the failure answered all of them");
+    assert_eq!(jwks_gets(&rig).await, 1);
+}
+
+#[tokio::test]
+async fn a_failed_fetch_is_remembered_and_retried_after_the_backoff() {
+    let rig = Rig::start(Backend::Sqlite).await;
+    let base = url::Url::parse(&format!("{}/", rig.sim.url())).unwrap();
+    let validator = JwtValidator::new(AuthSettings {
+        jwks_failure_backoff: std::time::Duration::from_millis(300),
+        ..Rig::auth_settings(&base, &rig.provider)
+    })
+    .unwrap();
+    rig.control
+        .add_fault(
+            &rig.provider,
+            &jwks_fault(
+                &rig,
+                1,
+                tenant_sim::faults::FaultAction::Status {
+                    status: 503,
+                    retry_after: None,
+                    code: None,
+                },
+            ),
+        )
+        .await
+        .unwrap();
+    let valid = rig.member(ALICE).await;
+    for _ in 0..5 {
+        assert!(matches!(validator.validate(&valid).await, Err(AuthError::Jwks(_))));
+    }
+    assert_eq!(validator.jwks_fetches(), 1, "an outage is not asked again per request");
+    // A short real wait: the backoff measures real time.
+    tokio::time::sleep(std::time::Duration::from_millis(350)).await;
+    validator.validate(&valid).await.unwrap();
+    assert_eq!(validator.jwks_fetches(), 2);
+}
+
+#[tokio::test]
+async fn a_token_invalid_on_its_face_fetches_no_keys() {
+    let rig = Rig::start(Backend::Sqlite).await;
+    let token = |omit: &[&str], audience: &str, lifetime: Option<i64>, nbf: Option<i64>| {
+        let control = rig.control.clone();
+        let provider = rig.provider.clone();
+        let omit: Vec<String> = omit.iter().map(|s| s.to_string()).collect();
+        let audience = audience.to_string();
+        async move {
+            control
+                .issue_user_token(
+                    &provider,
+                    &tenant_sim::control::types::UserTokenRequest {
+                        audience,
+                        upn: ALICE.into(),
+                        roles: vec![TEAM_ROLE.into()],
+                        lifetime_secs: lifetime,
+                        not_before_secs: nbf,
+                        omit,
+                        ..Default::default()
+                    },
+                )
+                .await
+                .unwrap()
+                .access_token
+        }
+    };
+    let valid = token(&[], AUDIENCE, None, None).await;
+    let (_, payload) = parts(&valid);
+    let cases = vec![
+        (
+            format!("{}.{}.", enc(&serde_json::json!({"alg": "none"})), enc(&payload)),
+            AuthError::Algorithm("none".into()),
+        ),
+        (
+            token(&["kid"], AUDIENCE, None, None).await,
+            AuthError::MissingClaim("kid"),
+        ),
+        (
+            token(&["tid"], AUDIENCE, None, None).await,
+            AuthError::MissingClaim("tid"),
+        ),
+        (
+            token(&["oid"], AUDIENCE, None, None).await,
+            AuthError::MissingClaim("oid"),
+        ),
+        (
+            token(&[], "api://someone-else", None, None).await,
+            AuthError::WrongAudience,
+        ),
+        (token(&[], AUDIENCE, Some(-600), None).await, AuthError::Expired),
+        (token(&[], AUDIENCE, None, Some(600)).await, AuthError::NotYetValid),
+        (
+            {
+                let mut p = payload.clone();
+                p["iss"] = "https://login.microsoftonline.com/someone-else/v2.0".into();
+                let s: Vec<&str> = valid.split('.').collect();
+                format!("{}.{}.{}", s[0], enc(&p), s[2])
+            },
+            AuthError::WrongIssuer,
+        ),
+        (
+            format!("{}.{}.{}", "a".repeat(mdops_access_api::auth::MAX_TOKEN_LEN), "b", "c"),
+            AuthError::Malformed(format!("longer than {} bytes", mdops_access_api::auth::MAX_TOKEN_LEN)),
+        ),
+    ];
+    for (token, expected) in cases {
+        refused(&rig, &token, expected).await;
+    }
+    assert_eq!(rig.validator.jwks_fetches(), 0, "nothing was fetched for them");
+    assert_eq!(jwks_gets(&rig).await, 0);
 }
