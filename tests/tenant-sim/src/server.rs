@@ -75,6 +75,7 @@ pub(crate) fn router(state: AppState) -> Router {
             get(identity::openid_configuration),
         )
         .route("/v1.0/{*rest}", any(graph::handle))
+        .route("/beta/{*rest}", any(graph::handle))
         .nest("/_sim", control::router())
         .with_state(state)
 }

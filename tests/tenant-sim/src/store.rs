@@ -192,6 +192,10 @@ pub struct Tenant {
     pub directory_roles: Collection,
     /// Intune device configurations.
     pub device_configurations: Collection,
+    /// Intune template instances (security baselines), Graph beta.
+    pub intents: Collection,
+    /// Intune templates (`/beta/deviceManagement/templates`).
+    pub intent_templates: Collection,
     /// Intune detected apps.
     pub detected_apps: Collection,
     /// Intune mobile apps.
@@ -252,6 +256,7 @@ impl Tenant {
         c.insert("groups".into(), self.groups.len());
         c.insert("directoryRoles".into(), self.directory_roles.len());
         c.insert("deviceConfigurations".into(), self.device_configurations.len());
+        c.insert("intents".into(), self.intents.len());
         c.insert("detectedApps".into(), self.detected_apps.len());
         c.insert("mobileApps".into(), self.mobile_apps.len());
         c.insert("devices".into(), self.devices.len());
@@ -276,6 +281,7 @@ impl Tenant {
             "users" => &mut self.users,
             "groups" => &mut self.groups,
             "deviceConfigurations" => &mut self.device_configurations,
+            "intents" => &mut self.intents,
             "detectedApps" => &mut self.detected_apps,
             "mobileApps" => &mut self.mobile_apps,
             "devices" => &mut self.devices,
@@ -291,6 +297,8 @@ impl Tenant {
             "groups" => &self.groups,
             "directoryRoles" => &self.directory_roles,
             "deviceConfigurations" => &self.device_configurations,
+            "intents" => &self.intents,
+            "templates" => &self.intent_templates,
             "detectedApps" => &self.detected_apps,
             "mobileApps" => &self.mobile_apps,
             "devices" => &self.devices,

@@ -184,6 +184,8 @@ fn build(seed: TenantSeed, key: Arc<SigningKey>) -> Result<Tenant, SimError> {
         groups: Collection::default(),
         directory_roles,
         device_configurations: Collection::default(),
+        intents: Collection::default(),
+        intent_templates: crate::graph::intents::seeded_templates(now),
         detected_apps: Collection::default(),
         mobile_apps: Collection::default(),
         devices: Collection::default(),

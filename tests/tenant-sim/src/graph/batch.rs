@@ -130,6 +130,7 @@ pub async fn run(
         let sub = GraphRequest {
             method: item.method.clone(),
             path: path.clone(),
+            beta: false,
             query: query.clone(),
             headers: item.headers.clone(),
             body: item.body.clone(),

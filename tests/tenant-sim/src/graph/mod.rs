@@ -1,4 +1,5 @@
-//! Microsoft Graph v1.0 under `/v1.0/`. A request flows: bearer token checked ([`authenticate`]) ->
+//! Microsoft Graph v1.0 under `/v1.0/`, and under `/beta/` the same plus the beta-only Intune
+//! security baselines ([`intents`]; v1.0 answers them as unknown segments, as Graph does). A request flows: bearer token checked ([`authenticate`]) ->
 //! the tenant's latency -> [`execute`]: faults, route, permission table, throttle quota, then the
 //! handler of its area (users, groups, ...) over `&mut Tenant` -> answer with `request-id` and the
 //! echoed `client-request-id` -> request log. `$batch` items go through [`execute`] one by one.
@@ -10,6 +11,7 @@ pub mod devices;
 pub mod directory;
 pub mod directory_roles;
 pub mod groups;
+pub mod intents;
 pub mod intune_schema;
 pub mod odata;
 pub mod organization;
@@ -56,8 +58,10 @@ pub struct Caller {
 pub struct GraphRequest {
     /// Method.
     pub method: Method,
-    /// Path after `/v1.0`, starting with `/`.
+    /// Path after the version (`/v1.0` or `/beta`), starting with `/`.
     pub path: String,
+    /// Sent to `/beta` rather than `/v1.0`.
+    pub beta: bool,
     /// Raw query string.
     pub query: String,
     /// Headers.
@@ -258,6 +262,18 @@ pub enum Route {
     DeviceConfigurationAssignments(String),
     /// `/deviceManagement/detectedApps`
     DetectedApps,
+    /// beta `/deviceManagement/templates`
+    Templates,
+    /// beta `/deviceManagement/templates/{id}`
+    Template(String),
+    /// beta `/deviceManagement/templates/{id}/createInstance`
+    TemplateCreateInstance(String),
+    /// beta `/deviceManagement/intents`
+    Intents,
+    /// beta `/deviceManagement/intents/{id}`
+    Intent(String),
+    /// beta `/deviceManagement/intents/{id}/assignments`
+    IntentAssignments(String),
     /// `/deviceAppManagement/mobileApps`
     MobileApps,
     /// `/deviceAppManagement/mobileApps/{id}`
@@ -337,6 +353,12 @@ impl Route {
                 Route::DeviceConfigurationAssignments(id(c))
             }
             ["deviceManagement", "detectedApps"] => Route::DetectedApps,
+            ["deviceManagement", "templates"] => Route::Templates,
+            ["deviceManagement", "templates", t] => Route::Template(id(t)),
+            ["deviceManagement", "templates", t, "createInstance"] => Route::TemplateCreateInstance(id(t)),
+            ["deviceManagement", "intents"] => Route::Intents,
+            ["deviceManagement", "intents", i] => Route::Intent(id(i)),
+            ["deviceManagement", "intents", i, "assignments"] => Route::IntentAssignments(id(i)),
             ["deviceAppManagement", "mobileApps"] => Route::MobileApps,
             ["deviceAppManagement", "mobileApps", a] => Route::MobileApp(id(a)),
             ["deviceAppManagement", "mobileApps", a, "assign"] => Route::MobileAppAssign(id(a)),
@@ -356,6 +378,26 @@ impl Route {
                 return Err(other.last().copied().unwrap_or("").to_string());
             }
         })
+    }
+
+    /// Whether the route exists only in Graph beta.
+    pub fn beta_only(&self) -> bool {
+        use Route::*;
+        matches!(
+            self,
+            Templates | Template(_) | TemplateCreateInstance(_) | Intents | Intent(_) | IntentAssignments(_)
+        )
+    }
+
+    /// [`Route::parse`] for a version: v1.0 does not know the beta-only segments and names the
+    /// first of them (`Resource not found for the segment 'templates'`).
+    pub fn parse_version(path: &str, beta: bool) -> Result<Route, String> {
+        let route = Route::parse(path)?;
+        if route.beta_only() && !beta {
+            let seg = path.split('/').filter(|s| !s.is_empty()).nth(1).unwrap_or_default();
+            return Err(seg.to_string());
+        }
+        Ok(route)
     }
 }
 
@@ -448,7 +490,7 @@ pub fn execute(
             return (answer_err(e), None);
         }
     };
-    let full_path = format!("/v1.0{}", req.path);
+    let full_path = format!("/{}{}", if req.beta { "beta" } else { "v1.0" }, req.path);
     let listed = faults::take_matching(&mut tenant.faults, req.method.as_str(), &full_path).map(|a| (a, "fault"));
     let fault = listed.or_else(|| {
         tenant
@@ -536,7 +578,7 @@ fn route_and_run(
     base: &str,
     now: Instant,
 ) -> Result<GraphResponse, GraphError> {
-    let route = Route::parse(&req.path)
+    let route = Route::parse_version(&req.path, req.beta)
         .map_err(|seg| GraphError::bad_request_generic(format!("Resource not found for the segment '{seg}'.")))?;
     if route == Route::Batch {
         return Err(GraphError::bad_request_generic(
@@ -611,6 +653,13 @@ fn dispatch(route: Route, t: &mut Tenant, ctx: &Ctx) -> Result<GraphResponse, Gr
         DeviceConfigurationAssign(id) => device_management::assign(t, ctx, &id),
         DeviceConfigurationAssignments(id) => device_management::assignments(t, ctx, &id),
         DetectedApps => device_management::detected_apps(t, ctx),
+        Templates => intents::list_templates(t, ctx),
+        Template(id) => intents::get_template(t, ctx, &id),
+        TemplateCreateInstance(id) => intents::create_instance(t, ctx, &id),
+        Intents => intents::list_intents(t, ctx),
+        Intent(id) if m == "GET" => intents::get_intent(t, ctx, &id),
+        Intent(id) => intents::delete_intent(t, ctx, &id),
+        IntentAssignments(id) => intents::intent_assignments(t, ctx, &id),
         MobileApps if m == "GET" => apps::list(t, ctx),
         MobileApps => apps::create(t, ctx),
         MobileApp(id) if m == "GET" => apps::get(t, ctx, &id),
@@ -753,7 +802,10 @@ pub async fn handle(
     let request_id = uuid::Uuid::new_v4().to_string();
     let client_request_id = header_str(&headers, "client-request-id");
     let base = base_url(&headers);
-    let path = uri.path().strip_prefix("/v1.0").unwrap_or("").to_string();
+    let (beta, path) = match uri.path().strip_prefix("/beta") {
+        Some(rest) => (true, rest.to_string()),
+        None => (false, uri.path().strip_prefix("/v1.0").unwrap_or("").to_string()),
+    };
     let query = uri.query().unwrap_or("").to_string();
     let mut entry = RequestLogEntry {
         seq: 0,
@@ -806,11 +858,12 @@ pub async fn handle(
     let req = GraphRequest {
         method,
         path,
+        beta,
         query,
         headers,
         body,
     };
-    let outcome = if req.path.trim_end_matches('/') == "/$batch" {
+    let outcome = if req.path.trim_end_matches('/') == "/$batch" && !req.beta {
         // Faults may match the batch request itself; otherwise each item meets its own.
         let fault = {
             let mut st = app.shared.lock();
@@ -907,6 +960,15 @@ mod tests {
             ))
         );
         assert_eq!(Route::parse("/me/drive"), Err("drive".into()));
+        assert_eq!(
+            Route::parse_version("/deviceManagement/templates/x/createInstance", true),
+            Ok(Route::TemplateCreateInstance("x".into()))
+        );
+        assert_eq!(
+            Route::parse_version("/deviceManagement/templates/x/createInstance", false),
+            Err("templates".into()),
+            "v1.0 has no security baselines"
+        );
     }
 
     #[test]

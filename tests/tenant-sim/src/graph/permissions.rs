@@ -121,6 +121,9 @@ pub fn required(route: &Route, method: &Method) -> Option<&'static [&'static str
         | (DeviceConfiguration(_), "PATCH" | "DELETE")
         | (DeviceConfigurationAssign(_), "POST") => DEVICE_CONFIG_WRITE,
         (DetectedApps, "GET") => DETECTED_APPS_READ,
+        // https://learn.microsoft.com/graph/api/intune-deviceintent-devicemanagementtemplate-createinstance?view=graph-rest-beta
+        (Templates | Template(_) | Intents | Intent(_) | IntentAssignments(_), "GET") => DEVICE_CONFIG_READ,
+        (TemplateCreateInstance(_), "POST") | (Intent(_), "DELETE") => DEVICE_CONFIG_WRITE,
         (MobileApps | MobileApp(_) | MobileAppAssignments(_), "GET") => MOBILE_APPS_READ,
         (MobileApps | MobileAppAssign(_), "POST") | (MobileApp(_), "DELETE") => MOBILE_APPS_WRITE,
         (Devices | Device(_) | DeviceMemberOf(_), "GET") => DEVICES_READ,
@@ -145,6 +148,8 @@ pub fn quota(route: &Route, method: &Method) -> Option<Quota> {
         DeviceConfigurations
         | DeviceConfiguration(_)
         | DeviceConfigurationAssign(_)
+        | TemplateCreateInstance(_)
+        | Intent(_)
         | MobileApps
         | MobileApp(_)
         | MobileAppAssign(_)
