@@ -287,4 +287,9 @@ fn print_tenant(t: &Tenant) {
         "  graph_budget           {} identity writes / 150 s, {} Intune writes / 20 s",
         s.graph_budget.identity_writes_per_150s, s.graph_budget.intune_writes_per_20s
     );
+    println!(
+        "  security_baseline      {} (template {})",
+        s.security_baseline.as_str(),
+        s.security_baseline_template_id
+    );
 }

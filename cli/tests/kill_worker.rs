@@ -125,7 +125,8 @@ async fn finish_and_count(e: &Enrolled) {
     for (kind, n) in [
         ("users", 6),
         ("groups", 4),
-        ("deviceConfigurations", 5),
+        ("deviceConfigurations", 4),
+        ("intents", 1),
         ("assignments", 4),
         ("memberships", 8),
     ] {

@@ -436,6 +436,34 @@ pub const DEFAULT_ACCESS_MAX_HOURS: u32 = 8;
 /// Longest temporary access a tenant may be configured to allow, in hours.
 pub const ACCESS_MAX_HOURS_LIMIT: u32 = 72;
 
+/// The Intune template the security baseline is created from: "Security Baseline for Windows 10
+/// and later" (`GET /beta/deviceManagement/templates`, `templateType` `securityBaseline`). A tenant
+/// setting, because Microsoft publishes new baseline versions and deprecates old ones.
+pub const DEFAULT_SECURITY_BASELINE_TEMPLATE_ID: &str = "034ccd46-190c-4afc-adf1-ad7cc11262eb";
+
+/// Where the security baseline step creates the baseline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SecurityBaselineKind {
+    /// A real Intune security baseline from `security_baseline_template_id` (Graph beta
+    /// `createInstance`, the product's one beta call).
+    #[default]
+    Template,
+    /// Fallback: a v1.0 `windows10EndpointProtectionConfiguration` profile (not a baseline; for a
+    /// tenant where the beta call must not be used).
+    EndpointProtectionProfile,
+}
+
+impl SecurityBaselineKind {
+    /// The setting's value as typed.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SecurityBaselineKind::Template => "template",
+            SecurityBaselineKind::EndpointProtectionProfile => "endpoint-protection-profile",
+        }
+    }
+}
+
 /// Per-tenant settings; every field has a default, documented in `docs/tenant-settings.md`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -458,6 +486,10 @@ pub struct TenantSettings {
     pub graph_budget: GraphBudget,
     /// Share of Windows devices per update ring (`mdops rings sync`).
     pub ring_shares: crate::rings::RingShares,
+    /// What the security baseline step creates.
+    pub security_baseline: SecurityBaselineKind,
+    /// The Intune security baseline template it is created from (Graph beta template id).
+    pub security_baseline_template_id: String,
 }
 
 impl Default for TenantSettings {
@@ -475,6 +507,8 @@ impl Default for TenantSettings {
             access_max_hours: DEFAULT_ACCESS_MAX_HOURS,
             graph_budget: GraphBudget::default(),
             ring_shares: crate::rings::RingShares::default(),
+            security_baseline: SecurityBaselineKind::default(),
+            security_baseline_template_id: DEFAULT_SECURITY_BASELINE_TEMPLATE_ID.to_string(),
         }
     }
 }
@@ -492,6 +526,8 @@ pub const SETTING_NAMES: &[&str] = &[
     "graph_budget.identity_writes_per_150s",
     "graph_budget.intune_writes_per_20s",
     "ring_share.<test, first or fast>",
+    "security_baseline",
+    "security_baseline_template_id",
 ];
 
 impl TenantSettings {
@@ -545,6 +581,27 @@ impl TenantSettings {
             }
             "graph_budget.identity_writes_per_150s" => {
                 self.graph_budget.identity_writes_per_150s = positive(name, number(name)?)?
+            }
+            "security_baseline" => {
+                self.security_baseline = match value {
+                    "template" => SecurityBaselineKind::Template,
+                    "endpoint-protection-profile" => SecurityBaselineKind::EndpointProtectionProfile,
+                    other => {
+                        return Err(InvalidInput::new(
+                            name,
+                            format!("{other:?}: expected template or endpoint-protection-profile"),
+                        ));
+                    }
+                }
+            }
+            "security_baseline_template_id" => {
+                let id = uuid::Uuid::parse_str(value).map_err(|_| {
+                    InvalidInput::new(
+                        name,
+                        format!("{value:?} is not a template id (a GUID from GET /beta/deviceManagement/templates)"),
+                    )
+                })?;
+                self.security_baseline_template_id = id.to_string();
             }
             "graph_budget.intune_writes_per_20s" => {
                 self.graph_budget.intune_writes_per_20s = positive(name, number(name)?)?
@@ -792,6 +849,30 @@ mod tests {
         assert_eq!(narrowing.field, "deferral.broad");
         s.set("deferral.broad.quality_days", "14").unwrap();
         assert_eq!(s.deferrals.broad.quality_days, 14);
+    }
+
+    #[test]
+    fn the_baseline_is_a_template_by_default_and_the_profile_only_when_chosen() {
+        let mut s = TenantSettings::default();
+        assert_eq!(s.security_baseline, SecurityBaselineKind::Template);
+        assert_eq!(s.security_baseline_template_id, DEFAULT_SECURITY_BASELINE_TEMPLATE_ID);
+        assert_eq!(
+            s.set("security_baseline", "gpo").unwrap_err().field,
+            "security_baseline"
+        );
+        s.set("security_baseline", "endpoint-protection-profile").unwrap();
+        assert_eq!(s.security_baseline, SecurityBaselineKind::EndpointProtectionProfile);
+        let bad = s.set("security_baseline_template_id", "windows").unwrap_err();
+        assert_eq!(bad.field, "security_baseline_template_id");
+        s.set("security_baseline_template_id", "A0F9C6D3-6A3E-4F4B-9B1E-0C2D3E4F5A6B")
+            .unwrap();
+        assert_eq!(s.security_baseline_template_id, "a0f9c6d3-6a3e-4f4b-9b1e-0c2d3e4f5a6b");
+        let old: TenantSettings = serde_json::from_str(r#"{"account_prefix": "mmd"}"#).unwrap();
+        assert_eq!(
+            old.security_baseline,
+            SecurityBaselineKind::Template,
+            "stored settings without it read the default"
+        );
     }
 
     #[test]

@@ -117,6 +117,7 @@ impl GraphClient {
         TenantGraph {
             client: self.clone(),
             tenant: tenant_id.to_string(),
+            beta: false,
         }
     }
 
@@ -256,7 +257,12 @@ pub fn is_idempotent(method: &Method) -> bool {
 pub struct TenantGraph {
     client: GraphClient,
     tenant: String,
+    /// Calls go to Graph beta instead of v1.0 (see [`TenantGraph::beta`]).
+    beta: bool,
 }
+
+/// The Graph beta base beside the configured v1.0 base (`.../v1.0/` -> `.../beta/`).
+const BETA_SEGMENT: &str = "../beta/";
 
 impl TenantGraph {
     /// The tenant id.
@@ -269,6 +275,16 @@ impl TenantGraph {
         &self.client
     }
 
+    /// The same tenant through Graph **beta**. mdops makes one beta call: the security baseline
+    /// (Intune security baselines exist only in beta; `docs/graph-client.md`). Everything else is
+    /// v1.0. Retries, limits and error classification are the same.
+    pub fn beta(&self) -> TenantGraph {
+        TenantGraph {
+            beta: true,
+            ..self.clone()
+        }
+    }
+
     /// Builds the URL for a path below the Graph base (`/users/{id}`); each segment is
     /// percent-encoded, so ids and UPNs (`#EXT#`) go in raw.
     pub fn url(&self, path: &str, query: &Query) -> Result<Url> {
@@ -278,7 +294,15 @@ impl TenantGraph {
                 problem: format!("{path:?} carries a query or fragment; pass query options as a Query"),
             });
         }
-        let mut url = self.client.inner.config.graph_base.clone();
+        let base = &self.client.inner.config.graph_base;
+        let mut url = if self.beta {
+            base.join(BETA_SEGMENT).map_err(|e| GraphError::Config {
+                field: "graph_base",
+                problem: format!("{base} has no beta base beside it: {e}"),
+            })?
+        } else {
+            base.clone()
+        };
         {
             let mut segs = url.path_segments_mut().map_err(|()| GraphError::Config {
                 field: "graph_base",
@@ -726,6 +750,13 @@ mod tests {
         assert_eq!(
             t.url("groups", &Query::default()).unwrap().as_str(),
             "https://graph.microsoft.com/v1.0/groups"
+        );
+        assert_eq!(
+            t.beta()
+                .url("deviceManagement/templates/abc/createInstance", &Query::default())
+                .unwrap()
+                .as_str(),
+            "https://graph.microsoft.com/beta/deviceManagement/templates/abc/createInstance"
         );
         let e = t.url("users?$top=5", &Query::default()).unwrap_err();
         assert!(e.to_string().contains("Query"), "{e}");

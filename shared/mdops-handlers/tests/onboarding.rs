@@ -607,3 +607,96 @@ async fn only_interactive_accounts_must_change_their_password_at_first_sign_in()
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_security_baseline_is_a_real_baseline_made_through_graph_beta_and_left_unassigned() {
+    use mdops_core::tenant::DEFAULT_SECURITY_BASELINE_TEMPLATE_ID as TEMPLATE;
+    let rig = Rig::start(|_| {}).await;
+    let view = rig.onboard(TIMEOUT).await;
+    assert_eq!(view.status(), RunStatus::Succeeded, "{:#?}", view.steps);
+    let intents = rig.control.objects(&rig.tenant_id, "intents").await.unwrap();
+    assert_eq!(intents.len(), 1, "{intents:?}");
+    let baseline = &intents[0];
+    assert_eq!(baseline["templateId"], TEMPLATE);
+    assert_eq!(baseline["displayName"], "Modern Workplace Security Baseline");
+    assert_eq!(baseline["isAssigned"], false, "left unassigned");
+    assert_eq!(
+        view.step("security-baseline").unwrap().output.as_ref().unwrap()["id"],
+        baseline["id"],
+        "the step recorded the baseline's id"
+    );
+    let requests = rig.requests().await;
+    let beta: Vec<_> = requests.iter().filter(|r| r.path.starts_with("/beta")).collect();
+    let beta_writes: Vec<_> = beta.iter().filter(|r| r.method != "GET").collect();
+    assert_eq!(beta_writes.len(), 1, "the one beta write: {beta_writes:?}");
+    assert_eq!(
+        beta_writes[0].path,
+        format!("/beta/deviceManagement/templates/{TEMPLATE}/createInstance")
+    );
+    assert!(
+        beta.iter().all(|r| r.path.starts_with("/beta/deviceManagement/")),
+        "only the baseline goes through beta: {beta:?}"
+    );
+    assert!(
+        !requests
+            .iter()
+            .any(|r| r.path.contains("/assign") && r.path.contains(baseline["id"].as_str().unwrap())),
+        "never assigned"
+    );
+    // No endpoint-protection profile stands in for it.
+    let configs = rig
+        .control
+        .objects(&rig.tenant_id, "deviceConfigurations")
+        .await
+        .unwrap();
+    assert!(
+        configs
+            .iter()
+            .all(|c| c["@odata.type"] != "#microsoft.graph.windows10EndpointProtectionConfiguration")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_v1_endpoint_protection_profile_is_only_the_fallback_a_setting_selects() {
+    let rig = Rig::start_with_settings(
+        |_| {},
+        |s| s.security_baseline = mdops_core::tenant::SecurityBaselineKind::EndpointProtectionProfile,
+        |q| q,
+    )
+    .await;
+    let before = rig.counts().await;
+    assert_eq!(rig.onboard(TIMEOUT).await.status(), RunStatus::Succeeded);
+    let after = rig.counts().await;
+    assert_eq!(growth(&before, &after, "intents"), 0);
+    assert_eq!(growth(&before, &after, "deviceConfigurations"), 5);
+    assert!(
+        rig.requests().await.iter().all(|r| !r.path.starts_with("/beta")),
+        "no beta call"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_baseline_create_whose_answer_was_lost_is_found_again_not_made_twice() {
+    use tenant_sim::faults::{FaultAction, FaultSpec};
+    let rig = Rig::start(|_| {}).await;
+    rig.control
+        .add_fault(
+            &rig.tenant_id,
+            &FaultSpec {
+                method: Some("POST".into()),
+                path_prefix: "/beta/deviceManagement/templates".into(),
+                count: 1,
+                action: FaultAction::CommitThenReset,
+            },
+        )
+        .await
+        .unwrap();
+    let view = rig.onboard(TIMEOUT).await;
+    assert_eq!(view.status(), RunStatus::Succeeded, "{:#?}", view.steps);
+    assert_eq!(
+        rig.control.objects(&rig.tenant_id, "intents").await.unwrap().len(),
+        1,
+        "not doubled"
+    );
+    assert!(view.step("security-baseline").unwrap().attempts >= 2);
+}

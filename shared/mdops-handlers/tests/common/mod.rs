@@ -58,6 +58,15 @@ impl Rig {
         customise: impl FnOnce(&mut TenantSeed),
         wrap: impl FnOnce(Arc<dyn Queue>) -> Arc<dyn Queue>,
     ) -> Rig {
+        Self::start_with_settings(customise, |_| {}, wrap).await
+    }
+
+    /// Like [`Rig::start_with_queue`], with the registered tenant's settings adjusted by `settings`.
+    pub async fn start_with_settings(
+        customise: impl FnOnce(&mut TenantSeed),
+        settings: impl FnOnce(&mut TenantSettings),
+        wrap: impl FnOnce(Arc<dyn Queue>) -> Arc<dyn Queue>,
+    ) -> Rig {
         let tenant_id = uuid::Uuid::new_v4();
         let client_id = uuid::Uuid::new_v4();
         let secret = format!("test-secret-{}", uuid::Uuid::new_v4());
@@ -74,7 +83,7 @@ impl Rig {
         let backend = SqliteBackend::open(dir.path().join("mdops.db")).expect("open backend");
         let store: Arc<dyn Store> = Arc::new(backend.store().clone());
         let queue: Arc<dyn Queue> = wrap(Arc::new(backend.queue().clone()));
-        let tenant = Tenant {
+        let mut tenant = Tenant {
             tenant_id: tenant_id.to_string().parse().unwrap(),
             domain: "fabrikam.onmicrosoft.com".parse().unwrap(),
             name: "Fabrikam".into(),
@@ -88,6 +97,7 @@ impl Rig {
             },
             added_at: chrono::Utc::now(),
         };
+        settings(&mut tenant.settings);
         TenantRegistry::new(store.as_ref())
             .add(&tenant)
             .await
@@ -152,25 +162,30 @@ impl Rig {
         self.control.requests(&query).await.expect("request log")
     }
 
-    /// Successful Graph writes (POST/PATCH/DELETE under /v1.0 answered 2xx) after log position `after`.
+    /// Successful Graph writes (POST/PATCH/DELETE under /v1.0 or /beta answered 2xx) after log
+    /// position `after`.
     pub async fn writes_after(&self, after: u64) -> Vec<RequestLogEntry> {
         self.requests()
             .await
             .into_iter()
             .filter(|r| {
-                r.seq > after && r.path.starts_with("/v1.0") && r.method != "GET" && (200..300).contains(&r.status)
+                r.seq > after
+                    && (r.path.starts_with("/v1.0") || r.path.starts_with("/beta"))
+                    && r.method != "GET"
+                    && (200..300).contains(&r.status)
             })
             .collect()
     }
 }
 
-/// The counts a fresh onboarding adds: six accounts, four groups, four update policies and the
-/// baseline, four assignments, eight role memberships.
-pub fn expected_growth() -> [(&'static str, usize); 5] {
+/// The counts a fresh onboarding adds: six accounts, four groups, four update policies, the
+/// security baseline (an Intune intent, Graph beta), four assignments, eight role memberships.
+pub fn expected_growth() -> [(&'static str, usize); 6] {
     [
         ("users", 6),
         ("groups", 4),
-        ("deviceConfigurations", 5),
+        ("deviceConfigurations", 4),
+        ("intents", 1),
         ("assignments", 4),
         ("memberships", 8),
     ]
