@@ -39,6 +39,12 @@ pub struct TenantSeed {
     /// invite, when absent).
     #[serde(default)]
     pub identity_policies: IdentityPolicies,
+    /// A tenant without an Intune licence: no subscribed SKU carries an Intune service plan.
+    /// Otherwise a tenant whose seeded SKUs carry none gets an `INTUNE_A` subscription, as every
+    /// tenant mdops can onboard has one (Graph's Intune API "requires an active Intune license for
+    /// the tenant").
+    #[serde(default)]
+    pub without_intune: bool,
 }
 
 impl TenantSeed {
@@ -54,6 +60,7 @@ impl TenantSeed {
             objects: ObjectsSeed::default(),
             knobs: Knobs::default(),
             identity_policies: IdentityPolicies::default(),
+            without_intune: false,
         }
     }
 }

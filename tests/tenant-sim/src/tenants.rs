@@ -12,7 +12,7 @@ use crate::SimError;
 use crate::control::types::TenantInfo;
 use crate::graph::users::user_object;
 use crate::keys::SigningKey;
-use crate::seeds::{AppSeed, ObjectsSeed, TenantSeed};
+use crate::seeds::{AppSeed, ObjectsSeed, SkuSeed, TenantSeed};
 use crate::store::{App, Collection, Obj, Shared, Tenant};
 
 /// Built-in directory role templates a tenant can activate: (display name, roleTemplateId).
@@ -64,6 +64,11 @@ fn activate_by_name(tenant: &mut Tenant, display: &str, now: Instant) -> Option<
     });
     Some(id)
 }
+
+/// Intune's service plan (and the standalone SKU of the same part number).
+const INTUNE_PLAN: &str = "INTUNE_A";
+/// Units of the Intune subscription a tenant gets when its seed names none.
+const INTUNE_UNITS: u32 = 25;
 
 /// Well-known SKUs: (part number, skuId, service plans).
 const KNOWN_SKUS: &[(&str, &str, &[&str])] = &[
@@ -206,6 +211,24 @@ fn build(seed: TenantSeed, key: Arc<SigningKey>) -> Result<Tenant, SimError> {
         add_app(&mut tenant, app)?;
     }
     add_objects(&mut tenant, &seed.objects)?;
+    let carries_intune = |s: &crate::store::Obj| {
+        s.data["servicePlans"]
+            .as_array()
+            .is_some_and(|plans| plans.iter().any(|p| p["servicePlanName"] == INTUNE_PLAN))
+    };
+    if seed.without_intune {
+        if tenant.skus.all().any(carries_intune) {
+            return Err(SimError::Seed(
+                "without_intune: a seeded SKU carries the INTUNE_A service plan".into(),
+            ));
+        }
+    } else if !tenant.skus.all().any(carries_intune) {
+        let intune = ObjectsSeed {
+            skus: vec![SkuSeed::new(INTUNE_PLAN, INTUNE_UNITS)],
+            ..ObjectsSeed::default()
+        };
+        add_objects(&mut tenant, &intune)?;
+    }
     Ok(tenant)
 }
 
