@@ -700,3 +700,40 @@ async fn a_baseline_create_whose_answer_was_lost_is_found_again_not_made_twice()
     );
     assert!(view.step("security-baseline").unwrap().attempts >= 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_without_intune_fails_preflight_naming_what_is_missing_and_nothing_is_written() {
+    use tenant_sim::seeds::SkuSeed;
+    let rig = Rig::start(|seed| {
+        seed.without_intune = true;
+        // Office without Intune: a licence, but not the one onboarding needs.
+        seed.objects.skus.push(SkuSeed::new("ENTERPRISEPREMIUM", 10));
+    })
+    .await;
+    let view = rig.onboard(TIMEOUT).await;
+    assert_eq!(view.status(), RunStatus::Failed);
+    let preflight = view.step("preflight").unwrap();
+    assert_eq!(preflight.status, StepStatus::Failed);
+    let reason = preflight.last_error.clone().unwrap();
+    assert!(
+        reason.contains("no Intune licence") && reason.contains("INTUNE_A"),
+        "{reason}"
+    );
+    assert!(
+        reason.contains("ENTERPRISEPREMIUM"),
+        "names what the tenant holds: {reason}"
+    );
+    assert!(
+        view.steps
+            .iter()
+            .filter(|s| s.name != "preflight")
+            .all(|s| s.status == StepStatus::Blocked)
+    );
+    assert!(
+        rig.writes_after(0).await.is_empty(),
+        "nothing may be written without Intune"
+    );
+    let dead = rig.deps.queue.dead_letters(QueueName::Onboarding, 10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert!(dead[0].failure.as_ref().unwrap().reason.contains("no Intune licence"));
+}
