@@ -12,6 +12,13 @@ pub const IDENTITY_WRITE_WINDOW_MS: u64 = 150_000;
 pub const INTUNE_WRITE_LIMIT: u32 = 100;
 /// The window of [`INTUNE_WRITE_LIMIT`], in milliseconds.
 pub const INTUNE_WRITE_WINDOW_MS: u64 = 20_000;
+/// Reads: Graph meters them too. Entra ID's quota per app and tenant is 3,500 / 5,000 / 8,000
+/// resource units per 10 s for a small / medium / large tenant, and a request not listed costs 1
+/// (https://learn.microsoft.com/graph/throttling-limits, "Identity and access service limits").
+/// The simulator counts one unit per GET at the small-tenant quota, for every read path.
+pub const READ_LIMIT: u32 = 3_500;
+/// The window of [`READ_LIMIT`], in milliseconds.
+pub const READ_WINDOW_MS: u64 = 10_000;
 /// Graph's default page size for directory collections (users, groups).
 pub const DEFAULT_PAGE_SIZE: usize = 100;
 
@@ -33,6 +40,10 @@ pub struct Knobs {
     pub intune_write_limit: u32,
     /// Window of the Intune write quota, in milliseconds.
     pub intune_write_window_ms: u64,
+    /// Reads allowed per window, per app.
+    pub read_limit: u32,
+    /// Window of the read quota, in milliseconds.
+    pub read_window_ms: u64,
     /// Answer `Retry-After` as decimal seconds (`1.5`) instead of whole seconds.
     pub retry_after_decimal: bool,
     /// Send `Retry-After` on Intune 429s too (the real service usually omits it).
@@ -49,6 +60,8 @@ impl Default for Knobs {
             identity_write_window_ms: IDENTITY_WRITE_WINDOW_MS,
             intune_write_limit: INTUNE_WRITE_LIMIT,
             intune_write_window_ms: INTUNE_WRITE_WINDOW_MS,
+            read_limit: READ_LIMIT,
+            read_window_ms: READ_WINDOW_MS,
             retry_after_decimal: false,
             intune_retry_after: false,
         }

@@ -134,6 +134,8 @@ pub enum Quota {
     IdentityWrite,
     /// Intune writes.
     IntuneWrite,
+    /// Reads (GET), metered too.
+    Read,
 }
 
 /// Tenant-wide identity settings read by a readiness check: security defaults

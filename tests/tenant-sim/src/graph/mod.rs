@@ -680,7 +680,7 @@ fn dispatch(route: Route, t: &mut Tenant, ctx: &Ctx) -> Result<GraphResponse, Gr
     }
 }
 
-/// Counts a write against its quota, or answers 429 when the window is full.
+/// Counts a request against its quota, or answers 429 when the window is full.
 fn throttle(tenant: &mut Tenant, client_id: &str, quota: Quota, now: Instant) -> Result<(), GraphError> {
     let k = &tenant.knobs;
     let (limit, window) = match quota {
@@ -689,8 +689,9 @@ fn throttle(tenant: &mut Tenant, client_id: &str, quota: Quota, now: Instant) ->
             Duration::from_millis(k.identity_write_window_ms),
         ),
         Quota::IntuneWrite => (k.intune_write_limit, Duration::from_millis(k.intune_write_window_ms)),
+        Quota::Read => (k.read_limit, Duration::from_millis(k.read_window_ms)),
     };
-    let send_retry_after = quota == Quota::IdentityWrite || k.intune_retry_after;
+    let send_retry_after = quota != Quota::IntuneWrite || k.intune_retry_after;
     let decimal = k.retry_after_decimal;
     let log = tenant
         .throttle
@@ -984,7 +985,7 @@ mod tests {
             permissions::quota(&Route::DeviceConfigurations, &Method::POST),
             Some(Quota::IntuneWrite)
         );
-        assert_eq!(permissions::quota(&users, &Method::GET), None);
+        assert_eq!(permissions::quota(&users, &Method::GET), Some(Quota::Read));
         assert_eq!(
             permissions::required(&Route::SetMdmAuthority("x".into()), &Method::POST),
             Some(&["DeviceManagementServiceConfig.ReadWrite.All"][..])

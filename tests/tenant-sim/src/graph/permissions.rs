@@ -138,11 +138,12 @@ pub fn required(route: &Route, method: &Method) -> Option<&'static [&'static str
     })
 }
 
-/// The throttle quota a call counts against, if any (reads are not throttled by the simulator).
+/// The throttle quota a call counts against, if any. Every read counts against the read quota
+/// (Graph meters reads per app and tenant too).
 pub fn quota(route: &Route, method: &Method) -> Option<Quota> {
     use Route::*;
     if *method == Method::GET {
-        return None;
+        return Some(Quota::Read);
     }
     match route {
         DeviceConfigurations
