@@ -737,3 +737,30 @@ async fn a_tenant_without_intune_fails_preflight_naming_what_is_missing_and_noth
     assert_eq!(dead.len(), 1);
     assert!(dead[0].failure.as_ref().unwrap().reason.contains("no Intune licence"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttled_reads_are_retried_and_onboarding_completes() {
+    let rig = Rig::start(|seed| {
+        seed.knobs = Knobs {
+            read_limit: 6,
+            read_window_ms: 1_000,
+            ..Knobs::default()
+        };
+    })
+    .await;
+    let before = rig.counts().await;
+    let view = rig.onboard(Duration::from_secs(150)).await;
+    assert_eq!(view.status(), RunStatus::Succeeded, "{:#?}", view.steps);
+    let after = rig.counts().await;
+    for (kind, n) in expected_growth() {
+        assert_eq!(growth(&before, &after, kind), n, "{kind}: {before:?} -> {after:?}");
+    }
+    let requests = rig.requests().await;
+    let throttled_reads = requests.iter().filter(|r| r.method == "GET" && r.status == 429).count();
+    assert!(throttled_reads > 0, "the read quota was low enough to throttle reads");
+    let dead = rig.deps.queue.dead_letters(QueueName::Onboarding, 10).await.unwrap();
+    assert!(
+        dead.is_empty(),
+        "a throttled read is retried, never dead-lettered: {dead:?}"
+    );
+}
