@@ -13,18 +13,18 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use azure_core::cloud::{CloudConfiguration, CustomConfiguration};
-use azure_core::credentials::{Secret, SecretBytes, TokenCredential};
+use azure_core::credentials::{Secret, TokenCredential};
 use azure_core::http::headers::{HeaderName, HeaderValue, Headers};
 use azure_core::http::{AsyncRawResponse, ClientOptions, HttpClient, Method, Request, RetryOptions, Transport};
 use azure_identity::{
-    ClientCertificateCredential, ClientCertificateCredentialOptions, ClientSecretCredential,
-    ClientSecretCredentialOptions, ManagedIdentityCredential, ManagedIdentityCredentialOptions, UserAssignedId,
-    WorkloadIdentityCredential, WorkloadIdentityCredentialOptions,
+    ClientSecretCredential, ClientSecretCredentialOptions, ManagedIdentityCredential, ManagedIdentityCredentialOptions,
+    UserAssignedId, WorkloadIdentityCredential, WorkloadIdentityCredentialOptions,
 };
 use base64::Engine;
 use secrecy::{ExposeSecret, SecretBox, SecretString};
 use url::Url;
 
+use crate::assertion::{CertificateCredential, CertificateKey};
 use crate::config::{GraphConfig, is_loopback};
 use crate::error::{ErrorClass, GraphError, Result};
 
@@ -180,10 +180,18 @@ impl TokenError {
 }
 
 /// Finds the first `AADSTS<digits>` code in a description.
-fn find_aadsts(text: &str) -> Option<String> {
+pub(crate) fn find_aadsts(text: &str) -> Option<String> {
     let start = text.find("AADSTS")?;
     let digits: String = text[start + 6..].chars().take_while(char::is_ascii_digit).collect();
     (!digits.is_empty()).then(|| format!("AADSTS{digits}"))
+}
+
+/// A built credential: `azure_identity`'s, or our own certificate credential (see
+/// [`crate::assertion`] for why).
+#[derive(Clone)]
+enum Minter {
+    Azure(Arc<dyn TokenCredential>),
+    Certificate(Arc<CertificateCredential>),
 }
 
 /// One tenant's credential, built once and rebuilt (with an empty token cache) when Graph
@@ -194,7 +202,7 @@ pub(crate) struct TenantCredential {
     source: CredentialSource,
     config: GraphConfig,
     transport: Arc<IdentityTransport>,
-    credential: std::sync::RwLock<Arc<dyn TokenCredential>>,
+    credential: std::sync::RwLock<Minter>,
 }
 
 impl TenantCredential {
@@ -236,10 +244,17 @@ impl TenantCredential {
     /// A bearer token for `scope`, from the credential's cache or freshly requested.
     pub(crate) async fn token(&self, tenant: &str, scope: &str) -> std::result::Result<SecretString, TokenError> {
         let credential = self.credential.read().unwrap_or_else(|p| p.into_inner()).clone();
-        match credential.get_token(&[scope], None).await {
-            Ok(token) => Ok(SecretString::from(token.token.secret().to_string())),
-            Err(e) => {
-                let err = TokenError::from_azure(tenant, self.kind, &e, self.secret());
+        let answer = match credential {
+            Minter::Azure(c) => c
+                .get_token(&[scope], None)
+                .await
+                .map(|token| SecretString::from(token.token.secret().to_string()))
+                .map_err(|e| TokenError::from_azure(tenant, self.kind, &e, self.secret())),
+            Minter::Certificate(c) => c.token(tenant, scope).await,
+        };
+        match answer {
+            Ok(token) => Ok(token),
+            Err(err) => {
                 tracing::warn!(
                     tenant,
                     credential = self.kind,
@@ -254,20 +269,49 @@ impl TenantCredential {
     }
 }
 
-/// The `azure_identity` credential for a source.
+/// The credential for a source.
 fn make_credential(
     tenant: &str,
     source: &CredentialSource,
     config: &GraphConfig,
     transport: Arc<IdentityTransport>,
-) -> Result<Arc<dyn TokenCredential>> {
+) -> Result<Minter> {
     let kind = source.kind();
+    if let CredentialSource::ClientCertificate {
+        client_id,
+        certificate,
+        password,
+    } = source
+    {
+        let key = match certificate {
+            // Read again on every rebuild: a rotated certificate file is picked up.
+            CertificateSource::PemFile(path) => {
+                let pem = std::fs::read(path).map_err(|e| GraphError::Config {
+                    field: "certificate",
+                    problem: format!("{}: cannot read: {}", path.display(), e.kind()),
+                })?;
+                CertificateKey::from_pem(&pem, &path.display().to_string())?
+            }
+            CertificateSource::Pkcs12(bytes) => {
+                let pem = pkcs12_to_pem(bytes.expose_secret(), password.as_ref())?;
+                CertificateKey::from_pem(pem.expose_secret().as_bytes(), "PKCS12 bundle")?
+            }
+        };
+        let (endpoint, audience) = token_endpoint(tenant, config, &transport);
+        return Ok(Minter::Certificate(Arc::new(CertificateCredential::new(
+            client_id.clone(),
+            key,
+            endpoint,
+            audience,
+            transport.http.clone(),
+        ))));
+    }
     let client_options = client_options(config, transport)?;
     let config_err = |e: azure_core::Error| GraphError::Config {
         field: "credential",
         problem: format!("tenant {tenant} ({kind}): {}", first_line(&e.to_string())),
     };
-    Ok(match source {
+    Ok(Minter::Azure(match source {
         CredentialSource::ClientSecret { client_id, secret } => ClientSecretCredential::new(
             tenant,
             client_id.clone(),
@@ -275,28 +319,6 @@ fn make_credential(
             Some(ClientSecretCredentialOptions { client_options }),
         )
         .map_err(config_err)?,
-        CredentialSource::ClientCertificate {
-            client_id,
-            certificate,
-            password,
-        } => {
-            let pkcs12 = match certificate {
-                CertificateSource::Pkcs12(bytes) => bytes.expose_secret().clone(),
-                // Read again on every rebuild: a rotated certificate file is picked up.
-                CertificateSource::PemFile(path) => pem_file_to_pkcs12(path, password.as_ref())?,
-            };
-            let options = ClientCertificateCredentialOptions {
-                client_options,
-                password: password.as_ref().map(|p| Secret::new(p.expose_secret().to_string())),
-            };
-            ClientCertificateCredential::new(
-                tenant.to_string(),
-                client_id.clone(),
-                SecretBytes::new(pkcs12),
-                Some(options),
-            )
-            .map_err(config_err)?
-        }
         CredentialSource::WorkloadIdentity { client_id, token_file } => {
             let mut options = WorkloadIdentityCredentialOptions {
                 client_id: Some(client_id.clone()),
@@ -314,7 +336,23 @@ fn make_credential(
             };
             ManagedIdentityCredential::new(Some(options)).map_err(config_err)?
         }
-    })
+        CredentialSource::ClientCertificate { .. } => unreachable!("built above"),
+    }))
+}
+
+/// Where a certificate credential's token request goes, and the audience its assertion names:
+/// `{authority}/{tenant}/oauth2/v2.0/token`; for a loopback authority (the simulated tenant) the
+/// request goes there while the audience stays the public authority's, as Entra ID expects.
+fn token_endpoint(tenant: &str, config: &GraphConfig, transport: &IdentityTransport) -> (Url, String) {
+    let path = format!("/{tenant}/oauth2/v2.0/token");
+    let audience = match &transport.loopback {
+        Some(_) => format!("{PUBLIC_AUTHORITY_HOST}{path}"),
+        None => format!("{}{path}", config.authority_host.as_str().trim_end_matches('/')),
+    };
+    let mut endpoint = config.authority_host.clone();
+    endpoint.set_path(&path);
+    endpoint.set_query(None);
+    (endpoint, audience)
 }
 
 fn first_line(s: &str) -> String {
@@ -344,42 +382,50 @@ fn client_options(config: &GraphConfig, transport: Arc<IdentityTransport>) -> Re
 /// The public identity platform, as the credential sees it in loopback mode.
 const PUBLIC_AUTHORITY_HOST: &str = "https://login.microsoftonline.com";
 
-/// Reads a PEM file with a certificate and its private key and bundles them as PKCS12.
-fn pem_file_to_pkcs12(path: &std::path::Path, password: Option<&SecretString>) -> Result<Vec<u8>> {
-    let problem = |what: String| GraphError::Config {
+/// The certificate and private key of a PKCS12 (`.pfx`) bundle, as PEM. OpenSSL reads the bundle
+/// (the `pkcs12` feature, which the operator CLI turns on); the Lambda functions are built
+/// without it, so OpenSSL stays out of them, and take PEM (their credentials come from Secrets
+/// Manager).
+#[cfg(feature = "pkcs12")]
+fn pkcs12_to_pem(bundle: &[u8], password: Option<&SecretString>) -> Result<SecretString> {
+    let problem = |what: &str| GraphError::Config {
         field: "certificate",
-        problem: format!("{}: {what}", path.display()),
+        problem: format!("PKCS12 bundle: {what}"),
     };
-    let pem = std::fs::read(path).map_err(|e| problem(format!("cannot read: {e}")))?;
-    let key = openssl::pkey::PKey::private_key_from_pem(&pem)
-        .map_err(|_| problem("holds no readable (unencrypted) private key".into()))?;
-    let mut certs = openssl::x509::X509::stack_from_pem(&pem)
-        .map_err(|_| problem("holds no readable certificate".into()))?
-        .into_iter();
-    let cert = certs.next().ok_or_else(|| problem("holds no certificate".into()))?;
-    let mut builder = openssl::pkcs12::Pkcs12::builder();
-    builder.name("mdops").pkey(&key).cert(&cert);
-    let mut chain = openssl::stack::Stack::new().map_err(|e| problem(format!("openssl: {e}")))?;
-    for c in certs {
-        chain.push(c).map_err(|e| problem(format!("openssl: {e}")))?;
-    }
-    if !chain.is_empty() {
-        builder.ca(chain);
-    }
-    let bundle = builder
-        .build2(password.map(|p| p.expose_secret()).unwrap_or(""))
-        .map_err(|e| problem(format!("cannot bundle as PKCS12: {e}")))?;
-    bundle
-        .to_der()
-        .map_err(|e| problem(format!("cannot encode PKCS12: {e}")))
+    let parsed = openssl::pkcs12::Pkcs12::from_der(bundle)
+        .map_err(|_| problem("is not a PKCS12 bundle"))?
+        .parse2(password.map(|p| p.expose_secret()).unwrap_or(""))
+        .map_err(|_| problem("cannot be opened (wrong password?)"))?;
+    let key = parsed.pkey.ok_or_else(|| problem("holds no private key"))?;
+    let cert = parsed.cert.ok_or_else(|| problem("holds no certificate"))?;
+    let key_pem = key
+        .private_key_to_pem_pkcs8()
+        .map_err(|_| problem("its private key cannot be exported"))?;
+    let cert_pem = cert
+        .to_pem()
+        .map_err(|_| problem("its certificate cannot be encoded"))?;
+    let mut text = String::from_utf8(cert_pem).map_err(|_| problem("its certificate cannot be encoded"))?;
+    text.push_str(&String::from_utf8(key_pem).map_err(|_| problem("its private key cannot be exported"))?);
+    Ok(SecretString::from(text))
+}
+
+/// Without the `pkcs12` feature (the Lambda functions) a bundle is refused with what to do.
+#[cfg(not(feature = "pkcs12"))]
+fn pkcs12_to_pem(_bundle: &[u8], _password: Option<&SecretString>) -> Result<SecretString> {
+    Err(GraphError::Config {
+        field: "certificate",
+        problem:
+            "PKCS12 bundles are not read by this build (no OpenSSL); give the certificate and its key as one PEM file"
+                .into(),
+    })
 }
 
 /// The HTTP transport of every credential: the client's `reqwest` pool, plus the loopback rewrite.
 #[derive(Debug)]
 pub(crate) struct IdentityTransport {
-    http: reqwest::Client,
+    pub(crate) http: reqwest::Client,
     /// A loopback authority served over plain http (the simulated tenant), if configured.
-    loopback: Option<Url>,
+    pub(crate) loopback: Option<Url>,
 }
 
 impl IdentityTransport {

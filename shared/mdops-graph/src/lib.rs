@@ -24,6 +24,7 @@
 
 #![warn(missing_docs)]
 
+mod assertion;
 pub mod batch;
 pub mod client;
 pub mod config;

@@ -231,6 +231,55 @@ async fn token_failures_name_the_tenant_and_the_aadsts_code() {
     assert!(matches!(e, GraphError::UnknownTenant { .. }), "{e}");
 }
 
+/// The certificate credential's assertion (built by mdops-graph, not azure_identity) is checked
+/// by the simulated identity platform against the registered certificate: a PEM that pairs the
+/// registered certificate with another key is refused (AADSTS700027), and nothing secret leaks.
+#[tokio::test]
+async fn a_certificate_assertion_signed_with_another_key_is_refused() {
+    let (cert_pem, _, _, _) = make_certificate();
+    let (_, other_key_and_cert, _, _) = make_certificate();
+    let other_key = other_key_and_cert
+        .split("-----BEGIN CERTIFICATE-----")
+        .next()
+        .expect("key part")
+        .to_string();
+    let tenant = uuid::Uuid::new_v4().to_string();
+    let app = uuid::Uuid::new_v4().to_string();
+    let sim = start_sim(vec![seed(
+        "northwind",
+        &tenant,
+        &app,
+        None,
+        Some(&cert_pem),
+        PERMISSIONS,
+        json!({}),
+    )])
+    .await;
+    let client = GraphClient::new(fast_config(&sim)).expect("client");
+    let forged = TempFile::new(&format!("{cert_pem}{other_key}"));
+    client
+        .register_tenant(
+            &tenant,
+            CredentialSource::ClientCertificate {
+                client_id: app.clone(),
+                certificate: CertificateSource::PemFile(forged.0.clone()),
+                password: None,
+            },
+        )
+        .expect("a well-formed PEM registers");
+    let e = client.tenant(&tenant).get_organization().await.unwrap_err();
+    assert_eq!(e.code(), "AADSTS700027", "{e}");
+    assert_eq!(e.classification(), ErrorClass::Permanent);
+    let text = e.to_string();
+    assert!(text.contains(&tenant) && text.contains("client certificate"), "{text}");
+    assert!(
+        !text.contains("eyJ") && !text.contains("PRIVATE"),
+        "no assertion or key in: {text}"
+    );
+    // No Graph call went out without a token.
+    assert!(requests(&sim, &tenant, Some("/v1.0/")).await.is_empty());
+}
+
 #[tokio::test]
 async fn managed_identity_is_built_but_never_leaves_the_machine_in_simulator_mode() {
     let (sim, _t) = one_tenant("contoso", json!({})).await;
