@@ -138,6 +138,17 @@ pub enum Quota {
     Read,
 }
 
+/// A user PATCH not yet replicated: applied once its time comes.
+#[derive(Debug, Clone)]
+pub struct PendingPatch {
+    /// Reads see the change from this instant on.
+    pub visible_at: Instant,
+    /// The user's id.
+    pub user_id: String,
+    /// The properties it changes.
+    pub changes: Map<String, Value>,
+}
+
 /// Tenant-wide identity settings read by a readiness check: security defaults
 /// (`/policies/identitySecurityDefaultsEnforcementPolicy`) and who may invite guests
 /// (`/policies/authorizationPolicy`, `allowInvitesFrom`).
@@ -194,6 +205,8 @@ pub struct Tenant {
     pub directory_roles: Collection,
     /// Intune device configurations.
     pub device_configurations: Collection,
+    /// User PATCHes waiting out the replication lag, oldest first.
+    pub pending_patches: Vec<PendingPatch>,
     /// Intune template instances (security baselines), Graph beta.
     pub intents: Collection,
     /// Intune templates (`/beta/deviceManagement/templates`).
@@ -232,6 +245,22 @@ pub struct Tenant {
 }
 
 impl Tenant {
+    /// Applies the PATCHes whose replication lag has passed, in the order they were made.
+    pub fn apply_due_patches(&mut self, now: Instant) {
+        if self.pending_patches.is_empty() {
+            return;
+        }
+        let (due, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending_patches)
+            .into_iter()
+            .partition(|p| p.visible_at <= now);
+        self.pending_patches = waiting;
+        for patch in due {
+            if let Some(user) = self.users.get_mut(&patch.user_id, now) {
+                user.data.extend(patch.changes);
+            }
+        }
+    }
+
     /// Whether a tenant address (id, name, or verified domain) names this tenant.
     pub fn answers_to(&self, address: &str) -> bool {
         self.id.eq_ignore_ascii_case(address)

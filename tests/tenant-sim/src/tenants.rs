@@ -190,6 +190,7 @@ fn build(seed: TenantSeed, key: Arc<SigningKey>) -> Result<Tenant, SimError> {
         directory_roles,
         device_configurations: Collection::default(),
         intents: Collection::default(),
+        pending_patches: Vec::new(),
         intent_templates: crate::graph::intents::seeded_templates(now),
         detected_apps: Collection::default(),
         mobile_apps: Collection::default(),

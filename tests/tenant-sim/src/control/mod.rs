@@ -296,6 +296,7 @@ async fn add_objects(
 
 async fn objects(State(app): State<AppState>, Path((t, kind)): Path<(String, String)>) -> Answer<Vec<Value>> {
     with_tenant(&app, &t, |t| {
+        t.apply_due_patches(tokio::time::Instant::now());
         let c = t
             .collection(&kind)
             .ok_or_else(|| ControlError(StatusCode::NOT_FOUND, format!("unknown object kind '{kind}'")))?;

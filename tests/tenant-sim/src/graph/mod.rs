@@ -578,6 +578,7 @@ fn route_and_run(
     base: &str,
     now: Instant,
 ) -> Result<GraphResponse, GraphError> {
+    tenant.apply_due_patches(now);
     let route = Route::parse_version(&req.path, req.beta)
         .map_err(|seg| GraphError::bad_request_generic(format!("Resource not found for the segment '{seg}'.")))?;
     if route == Route::Batch {

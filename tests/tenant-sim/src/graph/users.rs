@@ -305,10 +305,23 @@ pub fn update(t: &mut Tenant, ctx: &Ctx, key: &str) -> Result<GraphResponse, Gra
         .users
         .get_mut(&id, ctx.now)
         .ok_or_else(|| GraphError::not_found(key))?;
-    for (k, v) in body {
-        if k != "passwordProfile" {
-            user.data.insert(k.clone(), v.clone());
-        }
+    let changes: Map<String, Value> = body
+        .iter()
+        .filter(|(k, _)| k.as_str() != "passwordProfile")
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    if ctx.lag.is_zero() {
+        user.data.extend(changes);
+    } else {
+        // Replicated like a create: reads (and assignLicense) see the old values until the lag
+        // has passed (https://learn.microsoft.com/graph/best-practices-concept, eventual
+        // consistency of directory writes).
+        let user_id = user.id.clone();
+        t.pending_patches.push(crate::store::PendingPatch {
+            visible_at: ctx.visible_at(),
+            user_id,
+            changes,
+        });
     }
     Ok(GraphResponse::empty(StatusCode::NO_CONTENT))
 }
