@@ -20,6 +20,7 @@ use mdops_handlers::reach::TenantReach;
 use mdops_handlers::worker::{Worker, apply};
 use serde_json::Value;
 use tenant_sim::faults::{FaultAction, FaultSpec};
+use tenant_sim::knobs::Knobs;
 use tenant_sim::seeds::{GroupSeed, SkuSeed, TenantSeed, UserSeed};
 
 fn user(upn: &str, location: Option<&str>) -> UserSeed {
@@ -760,4 +761,58 @@ async fn the_onboarding_licences_step_ends_with_the_interactive_accounts_license
         let upn = account.upn(&tenant);
         assert_eq!(holds(&rig, &upn, "SPE_E5").await, account.interactive(), "{upn}");
     }
+}
+
+#[tokio::test]
+async fn an_assign_right_after_setting_the_usage_location_that_sees_the_old_value_is_retried_not_dead_lettered() {
+    // PATCHes replicate like creates: for 1.5 s assignLicense still sees no usageLocation.
+    let rig = Rig::start(|seed| {
+        seeded(vec![user("dave", None)], vec![sku("SPE_E5", 5)], Vec::new())(seed);
+        seed.knobs = Knobs {
+            replication_lag_ms: 1_500,
+            ..Knobs::default()
+        };
+    })
+    .await;
+    let dave = upn("dave");
+    let tid: TenantId = rig.tenant_id.parse().unwrap();
+    let template = message(&rig, "placeholder", &["SPE_E5"]);
+    fan_out(
+        rig.deps.queue.as_ref(),
+        None,
+        &tid,
+        &Target::User(dave.clone()),
+        &template,
+        false,
+        &|_, _| {},
+    )
+    .await
+    .unwrap();
+    let licensed = work_until(&rig, Duration::from_secs(60), || {
+        let rig = &rig;
+        let dave = dave.clone();
+        async move { holds(rig, &dave, "SPE_E5").await }
+    })
+    .await;
+    assert!(licensed, "dave is licensed once the usageLocation replicated");
+    let refused = rig
+        .requests()
+        .await
+        .into_iter()
+        .filter(|r| r.path.ends_with("/assignLicense") && r.status == 400)
+        .count();
+    assert!(
+        refused > 0,
+        "the lag was long enough for an assign to see the old value"
+    );
+    assert!(
+        rig.deps
+            .queue
+            .dead_letters(QueueName::Licences, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "retried, never dead-lettered"
+    );
+    assert_eq!(sim_user(&rig, &dave).await["usageLocation"], "US");
 }

@@ -336,6 +336,11 @@ async fn audit(
 }
 
 /// Graph's message when a SKU has no free units (`Subscription ... does not have any available licenses.`).
+/// Graph refusing a licence for a user without a valid `usageLocation`.
+fn is_usage_location_refused(error: &GraphError) -> bool {
+    error.status() == Some(400) && error.message().contains("invalid usage location")
+}
+
 fn is_out_of_units(error: &GraphError) -> bool {
     error.status() == Some(400) && error.message().contains("does not have any available licenses")
 }
@@ -527,6 +532,17 @@ async fn change(
                 return Ok(capacity_failure(tenant, short));
             }
             return Ok(StepOutcome::failed(e.reason()));
+        }
+        if usage_location_set.is_some() && is_usage_location_refused(&e) {
+            // We set usageLocation moments ago: a PATCH replicates like a create, and
+            // assignLicense may still see the old (empty) value. Wait out the lag window and try
+            // again, rather than dead-lettering a user whose location is already on its way.
+            return Ok(StepOutcome::retry(
+                deps.lag_window,
+                format!(
+                    "{upn}: assignLicense still sees no usageLocation right after it was set (replication lag); retrying"
+                ),
+            ));
         }
         return Err(e);
     }
