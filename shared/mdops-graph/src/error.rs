@@ -429,6 +429,16 @@ impl GraphError {
         detail || message
     }
 
+    /// True for Entra ID's 400 "A conflicting object with one or more of the specified property
+    /// values is present in the directory": e.g. activating a directory role that is active already.
+    pub fn is_conflicting_object(&self) -> bool {
+        self.status() == Some(400)
+            && self.api().is_some_and(|e| {
+                e.message
+                    .contains("A conflicting object with one or more of the specified property values")
+            })
+    }
+
     /// True when Graph refused to add a reference (member, owner) because it exists already.
     pub fn is_reference_already_exists(&self) -> bool {
         self.api().is_some_and(|e| {

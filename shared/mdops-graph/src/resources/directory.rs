@@ -172,6 +172,29 @@ impl TenantGraph {
         .await
     }
 
+    /// Activates a built-in role from its template (`POST /directoryRoles {"roleTemplateId"}`);
+    /// only Global Administrator is active in a new tenant. A role that is active already answers
+    /// 400 "A conflicting object ..." ([`GraphError::is_conflicting_object`]).
+    /// <https://learn.microsoft.com/en-us/graph/api/directoryrole-post-directoryroles>
+    pub async fn activate_directory_role(&self, role_template_id: &str) -> Result<DirectoryRole> {
+        self.post(
+            "directoryRoles",
+            &serde_json::json!({ "roleTemplateId": role_template_id }),
+        )
+        .await
+    }
+
+    /// The activated role of a template, or `None` when it is not active
+    /// (`GET /directoryRoles(roleTemplateId='...')`).
+    /// <https://learn.microsoft.com/en-us/graph/api/directoryrole-get>
+    pub async fn get_directory_role_by_template(&self, role_template_id: &str) -> Result<Option<DirectoryRole>> {
+        self.get_opt(
+            &format!("directoryRoles(roleTemplateId='{role_template_id}')"),
+            &Query::select(DIRECTORY_ROLE_SELECT),
+        )
+        .await
+    }
+
     /// Adds a member to a directory role (by the role's object id).
     pub async fn add_directory_role_member(&self, role_id: &str, member_id: &str) -> Result<()> {
         let body = self.object_ref(member_id)?;
