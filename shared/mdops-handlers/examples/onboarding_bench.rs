@@ -166,6 +166,11 @@ fn lower_bound() -> (usize, usize) {
                 reads += 1;
                 writes += 1;
             }
+            // One read of the role list; a fresh tenant activates every role but Global Administrator.
+            StepKind::DirectoryRoles => {
+                reads += 1;
+                writes += mdops_core::onboarding::DirectoryRole::ALL.len();
+            }
             StepKind::Inventory(_) => reads += 1,
             StepKind::Licences => {}
         }
@@ -180,7 +185,8 @@ fn critical_path_calls() -> usize {
         StepKind::Preflight => 3,
         StepKind::MdmAuthority => 2,
         StepKind::Account(_) | StepKind::Group(_) | StepKind::GroupDescription(_) => 2,
-        StepKind::RoleMembership(..) => 3,
+        StepKind::DirectoryRoles => 1 + mdops_core::onboarding::DirectoryRole::ALL.len(),
+        StepKind::RoleMembership(..) => 2,
         StepKind::UpdatePolicy(_) | StepKind::SecurityBaseline => 2,
         StepKind::UpdatePolicyAssignment(_) => 2,
         StepKind::Inventory(_) => 1,

@@ -47,6 +47,57 @@ async fn a_fresh_onboarding_creates_exactly_the_expected_objects() {
     assert_eq!(licences.len(), 4, "one licence message per interactive account");
 }
 
+/// A tenant just created has only Global Administrator active (as Entra ID does): onboarding
+/// activates each role it needs exactly once and reads the role list once per run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_tenant_with_only_global_administrator_active_onboards_activating_each_role_once() {
+    use mdops_core::onboarding::DirectoryRole;
+    let rig = Rig::start(|_| {}).await;
+    let view = rig.onboard(TIMEOUT).await;
+    assert_eq!(view.status(), RunStatus::Succeeded, "{:#?}", view.steps);
+    let requests = rig.requests().await;
+    let activations: Vec<String> = requests
+        .iter()
+        .filter(|r| r.method == "POST" && r.path == "/v1.0/directoryRoles" && (200..300).contains(&r.status))
+        .filter_map(|r| r.body.as_ref()?.get("roleTemplateId")?.as_str().map(str::to_string))
+        .collect();
+    let mut wanted: Vec<String> = DirectoryRole::ALL.iter().map(|r| r.template_id().to_string()).collect();
+    let mut got = activations.clone();
+    wanted.sort();
+    got.sort();
+    assert_eq!(got, wanted, "each needed role activated exactly once");
+    let role_list_reads = requests
+        .iter()
+        .filter(|r| r.method == "GET" && r.path == "/v1.0/directoryRoles")
+        .count();
+    assert_eq!(role_list_reads, 1, "the role list is read once per run");
+    // Every membership went to the role the directory-roles step recorded.
+    let recorded = view
+        .steps
+        .iter()
+        .find(|s| s.name == "directory-roles")
+        .and_then(|s| s.output.clone())
+        .expect("directory-roles recorded its output");
+    for step in view.steps.iter().filter(|s| s.name.starts_with("role:")) {
+        let role = step.name.rsplit(':').next().unwrap();
+        let id = step.output.as_ref().and_then(|o| o.get("id")).cloned();
+        assert_eq!(id.as_ref(), recorded["roles"].get(role), "{}", step.name);
+    }
+    // A second run reads the list once more, activates nothing and writes nothing.
+    let mark = requests.last().map(|r| r.seq).unwrap_or(0);
+    assert_eq!(rig.onboard(TIMEOUT).await.status(), RunStatus::Succeeded);
+    let again = rig.requests().await;
+    let later: Vec<_> = again.iter().filter(|r| r.seq > mark).collect();
+    assert_eq!(
+        later
+            .iter()
+            .filter(|r| r.method == "GET" && r.path == "/v1.0/directoryRoles")
+            .count(),
+        1
+    );
+    assert!(rig.writes_after(mark).await.is_empty());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enrolling_an_onboarded_tenant_again_converges_with_zero_writes() {
     let rig = Rig::start(|_| {}).await;

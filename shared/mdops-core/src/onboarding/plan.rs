@@ -174,6 +174,9 @@ pub enum StepKind {
     MdmAuthority,
     /// A service account exists.
     Account(Account),
+    /// Every directory role onboarding uses is activated, and their object ids recorded: read once
+    /// per run, so the membership steps never list the roles again.
+    DirectoryRoles,
     /// A service account is a member of a directory role.
     RoleMembership(Account, DirectoryRole),
     /// A ring's device group exists.
@@ -199,6 +202,7 @@ impl StepKind {
             StepKind::Preflight => "preflight".into(),
             StepKind::MdmAuthority => "mdm-authority".into(),
             StepKind::Account(a) => format!("account:{}", a.as_str()),
+            StepKind::DirectoryRoles => "directory-roles".into(),
             StepKind::RoleMembership(a, r) => format!("role:{}:{}", a.as_str(), r.as_str()),
             StepKind::Group(r) => format!("group:{}", r.as_str()),
             StepKind::GroupDescription(r) => format!("group-description:{}", r.as_str()),
@@ -238,6 +242,7 @@ impl FromStr for StepKind {
             ["preflight"] => StepKind::Preflight,
             ["mdm-authority"] => StepKind::MdmAuthority,
             ["security-baseline"] => StepKind::SecurityBaseline,
+            ["directory-roles"] => StepKind::DirectoryRoles,
             ["licences"] => StepKind::Licences,
             ["account", a] => StepKind::Account(account(a)?),
             ["role", a, r] => {
@@ -281,12 +286,13 @@ pub fn plan() -> Vec<PlannedStep> {
         step(StepKind::Preflight, vec![]),
         step(StepKind::MdmAuthority, vec![StepKind::Preflight]),
     ];
+    steps.push(step(StepKind::DirectoryRoles, vec![StepKind::Preflight]));
     for account in Account::ALL {
         steps.push(step(StepKind::Account(account), vec![StepKind::Preflight]));
         for role in account.roles() {
             steps.push(step(
                 StepKind::RoleMembership(account, *role),
-                vec![StepKind::Account(account)],
+                vec![StepKind::Account(account), StepKind::DirectoryRoles],
             ));
         }
     }

@@ -3,6 +3,7 @@
 //! Adding a step is a file here, a variant of `StepKind` and a line in `plan()`.
 
 mod account;
+mod directory_roles;
 mod group;
 mod group_description;
 mod inventory;
@@ -156,6 +157,7 @@ pub async fn execute(kind: StepKind, ctx: &StepContext<'_>) -> StepOutcome {
         StepKind::Preflight => preflight::run(ctx).await,
         StepKind::MdmAuthority => mdm_authority::run(ctx).await,
         StepKind::Account(account) => account::run(ctx, account).await,
+        StepKind::DirectoryRoles => directory_roles::run(ctx).await,
         StepKind::RoleMembership(account, role) => role_membership::run(ctx, account, role).await,
         StepKind::Group(ring) => group::run(ctx, ring).await,
         StepKind::GroupDescription(ring) => group_description::run(ctx, ring).await,

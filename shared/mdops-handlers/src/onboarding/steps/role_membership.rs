@@ -1,4 +1,5 @@
 //! A service account's membership of a directory role. Natural key: (role template, user id).
+//! The role's object id is the one the directory-roles step recorded (activated if need be).
 //! Reads the role's members first, so a converged tenant sees no write; Graph's own "already
 //! exist" answer to a concurrent add is taken as done.
 
@@ -7,15 +8,7 @@ use mdops_core::outcome::StepOutcome;
 use mdops_graph::{GraphError, Query};
 use serde::Deserialize;
 
-use super::{MAX_PAGES, StepContext};
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Role {
-    id: String,
-    #[serde(default)]
-    role_template_id: Option<String>,
-}
+use super::{MAX_PAGES, StepContext, directory_roles};
 
 #[derive(Deserialize)]
 struct Member {
@@ -27,32 +20,20 @@ pub async fn run(ctx: &StepContext<'_>, account: Account, role: DirectoryRole) -
         Ok(id) => id,
         Err(outcome) => return Ok(outcome),
     };
-    // Activated roles are few (tens); filter here rather than rely on $filter support.
-    let roles: Vec<Role> = ctx
-        .graph
-        .list_all("directoryRoles", &Query::select(&["id", "roleTemplateId"]), MAX_PAGES)
-        .await?;
-    let Some(found) = roles
-        .iter()
-        .find(|r| r.role_template_id.as_deref() == Some(role.template_id()))
-    else {
-        return Ok(StepOutcome::failed(format!(
-            "directory role {} (template {}) is not activated in tenant {}; activate it in the Entra admin center and replay",
-            role.as_str(),
-            role.template_id(),
-            ctx.tenant.tenant_id
-        )));
+    let role_id = match directory_roles::recorded_role_id(ctx, role) {
+        Ok(id) => id,
+        Err(outcome) => return Ok(outcome),
     };
     let members: Vec<Member> = ctx
         .graph
         .list_all(
-            &format!("directoryRoles/{}/members", found.id),
+            &format!("directoryRoles/{}/members", role_id),
             &Query::select(&["id"]),
             MAX_PAGES,
         )
         .await?;
     let output =
-        |created: bool| StepOutcome::done(serde_json::json!({ "id": found.id, "member": user_id, "created": created }));
+        |created: bool| StepOutcome::done(serde_json::json!({ "id": role_id, "member": user_id, "created": created }));
     if members.iter().any(|m| m.id == user_id) {
         return Ok(output(false));
     }
@@ -62,7 +43,7 @@ pub async fn run(ctx: &StepContext<'_>, account: Account, role: DirectoryRole) -
     ctx.attempting_write();
     match ctx
         .graph
-        .post_no_content(&format!("directoryRoles/{}/members/$ref", found.id), &reference)
+        .post_no_content(&format!("directoryRoles/{}/members/$ref", role_id), &reference)
         .await
     {
         Ok(()) => Ok(output(true)),
