@@ -169,7 +169,7 @@ fn build(seed: TenantSeed, key: Arc<SigningKey>) -> Result<Tenant, SimError> {
     domains.extend(seed.domains.iter().map(|d| d.to_ascii_lowercase()));
     let now = Instant::now();
     let mut directory_roles = Collection::default();
-    for (display, template) in BUILT_IN_ROLES.iter() {
+    for (display, template) in BUILT_IN_ROLES.iter().filter(|(_, t)| *t == ACTIVE_AT_CREATION) {
         let id = Uuid::new_v4().to_string();
         directory_roles.insert(Obj {
             id: id.clone(),

@@ -573,6 +573,27 @@ async fn mail_invitations_roles_and_the_mdm_authority() {
         format!("eng_provider.example#EXT#@{DOMAIN}")
     );
 
+    // A new tenant has only Global Administrator active; Intune Administrator is activated from
+    // its template once, and a second activation is refused as a conflicting object.
+    let (_, fresh) = graph(&sim, &tok, Method::GET, "/directoryRoles", None).await;
+    let fresh = fresh["value"].as_array().expect("roles").clone();
+    assert_eq!(fresh.len(), 1, "only Global Administrator is active: {fresh:?}");
+    assert_eq!(fresh[0]["roleTemplateId"], "62e90394-69f5-4237-9190-012177145e10");
+    let activate = json!({"roleTemplateId": "3a2c62db-5318-420d-8d74-23affee5d9d5"});
+    assert_eq!(
+        graph(&sim, &tok, Method::POST, "/directoryRoles", Some(activate.clone()))
+            .await
+            .0,
+        StatusCode::CREATED
+    );
+    let (status, refused) = graph(&sim, &tok, Method::POST, "/directoryRoles", Some(activate)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("A conflicting object")),
+        "{refused}"
+    );
     let (_, roles) = graph(&sim, &tok, Method::GET, "/directoryRoles", None).await;
     let intune = roles["value"]
         .as_array()
