@@ -178,7 +178,8 @@ fn assert_grew_by_one_onboarding(before: &BTreeMap<String, usize>, after: &BTree
     for (kind, n) in [
         ("users", 6),
         ("groups", 4),
-        ("deviceConfigurations", 5),
+        ("deviceConfigurations", 4),
+        ("intents", 1),
         ("assignments", 4),
         ("memberships", 8),
     ] {
