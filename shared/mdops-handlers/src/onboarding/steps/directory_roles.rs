@@ -41,7 +41,9 @@ pub async fn run(ctx: &StepContext<'_>) -> Result<StepOutcome, GraphError> {
                         activated.push(role.as_str());
                         r.id
                     }
-                    Err(e) if e.is_conflicting_object() => {
+                    // Entra documents no wording for "already active"; the simulator answers its usual
+                    // conflicting-object 400. Any 400 is checked by reading the one role.
+                    Err(e) if e.is_conflicting_object() || e.status() == Some(400) => {
                         match ctx.graph.get_directory_role_by_template(template).await? {
                             Some(r) => r.id,
                             None => {
