@@ -155,6 +155,50 @@ async fn mobile_apps_are_created_validated_and_assigned() {
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(err["error"]["message"].as_str().unwrap().contains("packageIdentifier"));
+    // A property the type does not have, a read-only one, a wrong kind: each refused with 400.
+    for (body, names) in [
+        (
+            json!({"@odata.type": "#microsoft.graph.winGetApp", "displayName": "Company Portal",
+                   "packageIdentifier": "9WZDNCRFJ3PZ", "installExperience": {"runAsAccount": "user"},
+                   "appUrl": "https://example.com"}),
+            "appUrl",
+        ),
+        (
+            json!({"@odata.type": "#microsoft.graph.webApp", "displayName": "Portal",
+                   "appUrl": "https://portal.office.com", "publishingState": "published"}),
+            "publishingState",
+        ),
+        (
+            json!({"@odata.type": "#microsoft.graph.webApp", "displayName": "Portal",
+                   "appUrl": "https://portal.office.com", "useManagedBrowser": "yes"}),
+            "useManagedBrowser",
+        ),
+        (
+            json!({"@odata.type": "#microsoft.graph.webApp", "displayName": "Portal"}),
+            "appUrl",
+        ),
+        (
+            json!({"@odata.type": "#microsoft.graph.mobileApp", "displayName": "Portal"}),
+            "mobileApp",
+        ),
+    ] {
+        let (status, err) = graph(&sim, &tok, Method::POST, "/deviceAppManagement/mobileApps", Some(body)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{err}");
+        assert!(err["error"]["message"].as_str().unwrap().contains(names), "{err}");
+    }
+    let (status, web) = graph(
+        &sim,
+        &tok,
+        Method::POST,
+        "/deviceAppManagement/mobileApps",
+        Some(
+            json!({"@odata.type": "#microsoft.graph.webApp", "displayName": "Portal",
+                    "appUrl": "https://portal.office.com", "useManagedBrowser": false}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{web}");
+    assert_eq!(web["publishingState"], "published");
     let (status, app) = graph(
         &sim,
         &tok,
@@ -182,6 +226,19 @@ async fn mobile_apps_are_created_validated_and_assigned() {
     let (status, err) = graph(&sim, &tok, Method::POST, &path, Some(assign)).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(err["error"]["message"].as_str().unwrap().contains("intent"));
+    let wrong_type = json!({"mobileAppAssignments": [
+        {"@odata.type": "#microsoft.graph.deviceConfigurationAssignment", "intent": "required",
+         "target": {"@odata.type": "#microsoft.graph.groupAssignmentTarget", "groupId": group}},
+    ]});
+    let (status, err) = graph(&sim, &tok, Method::POST, &path, Some(wrong_type)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("mobileAppAssignment"),
+        "{err}"
+    );
     let assign = json!({"mobileAppAssignments": [
         {"@odata.type": "#microsoft.graph.mobileAppAssignment", "intent": "required",
          "target": {"@odata.type": "#microsoft.graph.groupAssignmentTarget", "groupId": group}},

@@ -11,7 +11,13 @@
 //! - `POST .../assign` with `mobileAppAssignments` answers 204 and replaces every assignment; each
 //!   has an `intent` (`available`, `required`, `uninstall`, `availableWithoutEnrollment`) and a
 //!   target (https://learn.microsoft.com/graph/api/intune-apps-mobileapp-assign,
-//!   https://learn.microsoft.com/graph/api/resources/intune-apps-mobileappassignment).
+//!   https://learn.microsoft.com/graph/api/resources/intune-apps-mobileappassignment);
+//! - the properties of a `mobileApp`, a `winGetApp` and a `webApp` (v1.0): a create naming a
+//!   property the type does not have is refused with 400, as for device configurations
+//!   (https://learn.microsoft.com/graph/api/resources/intune-apps-mobileapp?view=graph-rest-1.0,
+//!   https://learn.microsoft.com/graph/api/resources/intune-apps-wingetapp?view=graph-rest-1.0,
+//!   https://learn.microsoft.com/graph/api/intune-apps-webapp-create?view=graph-rest-1.0);
+//!   `publishingState` and `manifestHash` are read-only.
 
 use axum::http::StatusCode;
 use serde_json::{Map, Value, json};
@@ -37,7 +43,79 @@ pub const MOBILE_APP_TYPES: &[&str] = &[
 pub const INTENTS: &[&str] = &["available", "required", "uninstall", "availableWithoutEnrollment"];
 
 /// Properties Intune maintains; a create that sets them is refused.
-const READ_ONLY: &[&str] = &["id", "createdDateTime", "lastModifiedDateTime"];
+const READ_ONLY: &[&str] = &[
+    "id",
+    "createdDateTime",
+    "lastModifiedDateTime",
+    "publishingState",
+    "manifestHash",
+];
+
+/// What a property's JSON value must be.
+#[derive(Clone, Copy)]
+enum Kind {
+    Text,
+    Bool,
+    Object,
+}
+
+/// The writable properties every mobile app has (v1.0 `mobileApp`).
+const BASE: &[(&str, Kind)] = &[
+    ("displayName", Kind::Text),
+    ("description", Kind::Text),
+    ("publisher", Kind::Text),
+    ("largeIcon", Kind::Object),
+    ("isFeatured", Kind::Bool),
+    ("privacyInformationUrl", Kind::Text),
+    ("informationUrl", Kind::Text),
+    ("owner", Kind::Text),
+    ("developer", Kind::Text),
+    ("notes", Kind::Text),
+];
+
+/// The type-specific writable properties of the app types whose full list the simulator knows.
+fn properties_of(odata_type: &str) -> Option<&'static [(&'static str, Kind)]> {
+    match odata_type {
+        "#microsoft.graph.winGetApp" => Some(&[("packageIdentifier", Kind::Text), ("installExperience", Kind::Object)]),
+        "#microsoft.graph.webApp" => Some(&[("appUrl", Kind::Text), ("useManagedBrowser", Kind::Bool)]),
+        _ => None,
+    }
+}
+
+/// Refuses a property the type does not have and a value of the wrong kind (types the simulator
+/// knows fully; others are checked for their base properties' kinds only).
+fn validate_properties(odata_type: &str, body: &Map<String, Value>) -> Result<(), GraphError> {
+    let specific = properties_of(odata_type);
+    for (name, value) in body {
+        if name == "@odata.type" {
+            continue;
+        }
+        let kind = BASE
+            .iter()
+            .chain(specific.unwrap_or(&[]))
+            .find(|(n, _)| n == name)
+            .map(|(_, k)| *k);
+        let ok = match kind {
+            None if specific.is_some() => {
+                return Err(GraphError::bad_request_generic(format!(
+                    "The property '{name}' does not exist on type '{}'. Make sure to only use property names that are defined by the type or mark the type as open type.",
+                    odata_type.trim_start_matches('#')
+                )));
+            }
+            None => true,
+            Some(_) if value.is_null() => true,
+            Some(Kind::Text) => value.is_string(),
+            Some(Kind::Bool) => value.is_boolean(),
+            Some(Kind::Object) => value.is_object(),
+        };
+        if !ok {
+            return Err(GraphError::bad_request_generic(format!(
+                "Invalid value for property '{name}'."
+            )));
+        }
+    }
+    Ok(())
+}
 
 const SPEC: ListSpec<'static> = ListSpec {
     entity_set: "deviceAppManagement/mobileApps",
@@ -103,8 +181,14 @@ pub fn create(t: &mut Tenant, ctx: &Ctx) -> Result<GraphResponse, GraphError> {
     if let Some(k) = READ_ONLY.iter().find(|k| body.contains_key(**k)) {
         return Err(GraphError::bad_request_generic(format!("Property '{k}' is read-only.")));
     }
+    validate_properties(ty, body)?;
     if ty == "#microsoft.graph.winGetApp" {
         validate_win_get_app(body)?;
+    }
+    if ty == "#microsoft.graph.webApp" && odata::is_blank(body.get("appUrl")) {
+        return Err(GraphError::bad_request_generic(
+            "The property 'appUrl' is required when creating a webApp.",
+        ));
     }
     let id = uuid::Uuid::new_v4().to_string();
     let mut data = body.clone();
@@ -113,7 +197,7 @@ pub fn create(t: &mut Tenant, ctx: &Ctx) -> Result<GraphResponse, GraphError> {
     data.insert("lastModifiedDateTime".into(), json!(now_text()));
     data.entry("notes").or_insert(Value::Null);
     data.insert("isAssigned".into(), json!(false));
-    data.entry("publishingState").or_insert(json!("published"));
+    data.insert("publishingState".into(), json!("published"));
     t.mobile_apps.insert(Obj {
         id,
         visible_at: ctx.visible_at(),
@@ -156,6 +240,14 @@ pub fn assign(t: &mut Tenant, ctx: &Ctx, id: &str) -> Result<GraphResponse, Grap
         .ok_or_else(|| GraphError::intune_not_found(id))?;
     let mut out = Vec::new();
     for a in list {
+        if let Some(ty) = a.get("@odata.type").and_then(Value::as_str)
+            && ty.trim_start_matches('#') != "microsoft.graph.mobileAppAssignment"
+        {
+            return Err(GraphError::bad_request_generic(format!(
+                "A resource with type '{}' was found, but it is not assignable to the expected type 'microsoft.graph.mobileAppAssignment'.",
+                ty.trim_start_matches('#')
+            )));
+        }
         let intent = a.get("intent").and_then(Value::as_str).unwrap_or_default();
         let Some(intent_index) = INTENTS.iter().position(|i| *i == intent) else {
             return Err(GraphError::bad_request_generic(format!(
