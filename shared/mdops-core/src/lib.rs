@@ -11,6 +11,8 @@
 //!   repository whose conditional transitions make the run resumable ([`onboarding::runs`]).
 //! - [`licences`]: the licence queue's message (one user's change in one tenant).
 //! - [`rings`]: device update rings: configured shares, deterministic placement, the chunk message.
+//! - [`apps`]: the app catalogue (apps, their rings and intent; the built-in default) and the
+//!   message that ensures one app in one tenant.
 //! - [`access`]: temporary engineer access: settings, the two-key rules and states, the request
 //!   repository whose decisions write their side effects to an outbox in the same transaction.
 //! - [`permissions`]: the application permissions each phase needs, by name.
@@ -22,6 +24,7 @@
 //! they run in the embedded worker or in a Lambda function.
 
 pub mod access;
+pub mod apps;
 #[cfg(feature = "contract")]
 pub mod contract;
 pub mod crash_point;

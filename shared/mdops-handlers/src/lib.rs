@@ -17,12 +17,16 @@
 //!   `mdops licences assign`.
 //! - [`onboarding`]: enrollment and the onboarding-step handler; one file per step in
 //!   [`onboarding::steps`].
+//! - [`apps`]: the app catalogue kept in Intune: the sync that compares catalogue and tenant, the
+//!   per-app handler (find, create only if missing, assign to the rings), the tenant's catalogue.
+//! - [`schedule`]: the store claim that runs a scheduled job once per interval across processes.
 //! - [`rings`]: device update rings: the sync that places devices, the chunk handler
 //!   (`members@odata.bind`, 20 a request), show and move.
 //! - [`operators`]: dead letters for operators: filter, show, replay (paced, audited), purge.
 //! - [`worker`]: the embedded poll loop with bounded concurrency and the deadline ticker.
 
 pub mod access;
+pub mod apps;
 pub mod deps;
 pub mod disposition;
 pub mod duplicating;
@@ -31,6 +35,7 @@ pub mod onboarding;
 pub mod operators;
 pub mod reach;
 pub mod rings;
+pub mod schedule;
 pub mod worker;
 
 pub use deps::{Clock, Deps};

@@ -7,14 +7,12 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use mdops_core::queue::{OutgoingMessage, QueueError, QueueName};
 use mdops_core::rings::{MAX_MEMBERS_PER_REQUEST, RingMembersMessage, place};
-use mdops_core::store::{Condition, Key, NewRecord, StoreError, Write};
+use mdops_core::store::{Key, StoreError};
 use mdops_core::tenant::{Ring, Tenant, TenantRegistry};
 use mdops_graph::TenantGraph;
-use serde::{Deserialize, Serialize};
-use serde_json::json;
+use serde::Serialize;
 
 use super::{RingError, RingState, read_state};
 use crate::deps::Deps;
@@ -131,52 +129,18 @@ pub async fn sync(
     Ok(report)
 }
 
-#[derive(Serialize, Deserialize)]
-struct SyncClaim {
-    last_run: DateTime<Utc>,
-}
-
 fn claim_key() -> Key {
     Key::new("config#rings", "sync")
 }
 
-/// Runs [`sync_all`] if no process ran it within [`SYNC_INTERVAL`]. The first call on a fresh
-/// store only starts the clock (a new install is synced an interval later, or at once by
-/// `mdops rings sync`). `None` if it was not due.
+/// Runs [`sync_all`] if no process ran it within [`SYNC_INTERVAL`] (a claim in the store,
+/// [`crate::schedule::claim_if_due`]). The first call on a fresh store only starts the clock (a new
+/// install is synced an interval later, or at once by `mdops rings sync`). `None` if it was not due.
 pub async fn sync_if_due(deps: &Deps) -> Result<Option<Vec<SyncReport>>, StoreError> {
-    let now = deps.now();
-    let current = deps.store.get(&claim_key()).await?;
-    let (condition, due) = match &current {
-        Some(record) => {
-            let last = serde_json::from_value::<SyncClaim>(record.body.clone())
-                .map(|c| c.last_run)
-                .unwrap_or(DateTime::<Utc>::MIN_UTC);
-            let interval = chrono::Duration::from_std(SYNC_INTERVAL).unwrap_or(chrono::Duration::hours(1));
-            if now < last + interval {
-                return Ok(None);
-            }
-            (Condition::Version(record.version), true)
-        }
-        None => (Condition::Absent, false),
-    };
-    let claim = NewRecord {
-        key: claim_key(),
-        body: json!(SyncClaim { last_run: now }),
-        collection: None,
-        due: None,
-    };
-    match deps
-        .store
-        .transact(vec![Write::Put {
-            record: claim,
-            condition,
-        }])
-        .await
-    {
-        Ok(()) if due => Ok(Some(sync_all(deps, "schedule").await?)),
-        Ok(()) => Ok(None),
-        Err(StoreError::ConditionFailed { .. }) => Ok(None),
-        Err(e) => Err(e),
+    if crate::schedule::claim_if_due(deps, claim_key(), SYNC_INTERVAL).await? {
+        Ok(Some(sync_all(deps, "schedule").await?))
+    } else {
+        Ok(None)
     }
 }
 
