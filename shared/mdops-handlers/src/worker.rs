@@ -66,13 +66,15 @@ pub async fn dispatch(queue: QueueName, message: &ReceivedMessage, deps: &Deps) 
     }
 }
 
-/// Runs the handler of one message of the onboarding queue: an onboarding step, or a ring chunk
-/// (management work rides the same queue, retries and dead letters; told apart by `kind`).
+/// Runs the handler of one message of the onboarding queue: an onboarding step, a ring chunk or
+/// a catalogue app (management work rides the same queue, retries and dead letters; told apart
+/// by `kind`).
 pub async fn handle_onboarding_queue(body: &str, receive_count: u32, deps: &Deps) -> Disposition {
-    if kind_of(body).as_deref() == Some(crate::rings::KIND) {
-        return crate::rings::handle(body, receive_count, deps).await;
+    match kind_of(body).as_deref() {
+        Some(crate::rings::KIND) => crate::rings::handle(body, receive_count, deps).await,
+        Some(crate::apps::KIND) => crate::apps::handle(body, receive_count, deps).await,
+        _ => onboarding::handle_step(body, receive_count, deps).await,
     }
-    onboarding::handle_step(body, receive_count, deps).await
 }
 
 /// Applies a handler's verdict to the message on the queue.
@@ -192,6 +194,10 @@ impl Worker {
             // And the device ring sync (once per rings::sync::SYNC_INTERVAL, over all tenants).
             if let Err(e) = crate::rings::sync::sync_if_due(&self.deps).await {
                 tracing::warn!(error = %e, "ring sync tick failed");
+            }
+            // And the app catalogue sync (once per apps::sync::SYNC_INTERVAL, over all tenants).
+            if let Err(e) = crate::apps::sync::sync_if_due(&self.deps).await {
+                tracing::warn!(error = %e, "app catalogue sync tick failed");
             }
         }
     }
