@@ -831,3 +831,42 @@ async fn concurrent_creates_of_one_upn_yield_exactly_one_user() {
     assert_eq!(sim.client().counts("fabrikam").await.expect("counts")["users"], 1);
     sim.shutdown().await;
 }
+
+/// A cloud-only user's `onPremisesExtensionAttributes` are set on create, read back with
+/// `$select` (all fifteen, unset ones null), updated one at a time, and validated
+/// (https://learn.microsoft.com/graph/api/resources/onpremisesextensionattributes).
+#[tokio::test]
+async fn extension_attributes_are_set_on_create_selected_and_patched_one_at_a_time() {
+    let sim = sim_with(seed("fabrikam", 0, 1)).await;
+    let tok = token(&sim, "fabrikam", FULL_APP).await;
+    let mut body = new_user(&format!("ada@{DOMAIN}"));
+    body["onPremisesExtensionAttributes"] = json!({"extensionAttribute15": "mdops:abc"});
+    let (status, created) = graph(&sim, &tok, Method::POST, "/users", Some(body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert!(created.get("onPremisesExtensionAttributes").is_none(), "not in the default select");
+    let id = created["id"].as_str().unwrap().to_string();
+    let path = format!("/users/{id}?$select=id,onPremisesExtensionAttributes");
+    let (_, read) = graph(&sim, &tok, Method::GET, &path, None).await;
+    let attributes = read["onPremisesExtensionAttributes"].as_object().expect("object");
+    assert_eq!(attributes.len(), 15);
+    assert_eq!(attributes["extensionAttribute15"], "mdops:abc");
+    assert!(attributes["extensionAttribute1"].is_null());
+
+    let patch = json!({"onPremisesExtensionAttributes": {"extensionAttribute1": "Sales"}});
+    let (status, _) = graph(&sim, &tok, Method::PATCH, &format!("/users/{id}"), Some(patch)).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (_, read) = graph(&sim, &tok, Method::GET, &path, None).await;
+    assert_eq!(read["onPremisesExtensionAttributes"]["extensionAttribute1"], "Sales");
+    assert_eq!(read["onPremisesExtensionAttributes"]["extensionAttribute15"], "mdops:abc", "others kept");
+
+    for bad in [
+        json!({"extensionAttribute16": "x"}),
+        json!({"extensionAttribute1": 7}),
+        json!({"extensionAttribute1": "x".repeat(1025)}),
+    ] {
+        let patch = json!({ "onPremisesExtensionAttributes": bad });
+        let (status, answer) = graph(&sim, &tok, Method::PATCH, &format!("/users/{id}"), Some(patch)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {answer}");
+    }
+    sim.shutdown().await;
+}

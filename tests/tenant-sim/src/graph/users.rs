@@ -28,6 +28,7 @@ const WRITABLE: &[&str] = &[
     "mailNickname",
     "mobilePhone",
     "officeLocation",
+    "onPremisesExtensionAttributes",
     "onPremisesImmutableId",
     "otherMails",
     "passwordPolicies",
@@ -93,6 +94,20 @@ const SPEC: ListSpec<'static> = ListSpec {
     default_select: Some(DEFAULT_SELECT),
 };
 
+/// How many `extensionAttributeN` an `onPremisesExtensionAttributes` holds, and how long each may be
+/// (https://learn.microsoft.com/graph/api/resources/onpremisesextensionattributes).
+const EXTENSION_ATTRIBUTES: usize = 15;
+const EXTENSION_ATTRIBUTE_MAX_LEN: usize = 1024;
+
+/// `onPremisesExtensionAttributes` with all fifteen attributes null, as Graph returns it for a
+/// cloud-only user that never had one set.
+fn empty_extension_attributes() -> Value {
+    let attributes: Map<String, Value> = (1..=EXTENSION_ATTRIBUTES)
+        .map(|n| (format!("extensionAttribute{n}"), Value::Null))
+        .collect();
+    Value::Object(attributes)
+}
+
 /// The stored Graph JSON of a user from a validated create body.
 pub fn user_object(id: &str, body: &Map<String, Value>) -> Map<String, Value> {
     let mut o = Map::new();
@@ -116,12 +131,49 @@ pub fn user_object(id: &str, body: &Map<String, Value>) -> Map<String, Value> {
         "createdDateTime".into(),
         json!(chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()),
     );
+    o.insert("onPremisesExtensionAttributes".into(), empty_extension_attributes());
     for (k, v) in body {
-        if k != "passwordProfile" {
-            o.insert(k.clone(), v.clone());
+        match k.as_str() {
+            "passwordProfile" => {}
+            "onPremisesExtensionAttributes" => merge_extension_attributes(&mut o, v),
+            _ => {
+                o.insert(k.clone(), v.clone());
+            }
         }
     }
     o
+}
+
+/// Sets the attributes `update` names and keeps the others (a cloud-only user's attributes are
+/// set on create or update; only those named change).
+fn merge_extension_attributes(user: &mut Map<String, Value>, update: &Value) {
+    let current = user
+        .entry("onPremisesExtensionAttributes")
+        .or_insert_with(empty_extension_attributes);
+    if !current.is_object() {
+        *current = empty_extension_attributes();
+    }
+    if let (Some(current), Some(update)) = (current.as_object_mut(), update.as_object()) {
+        for (k, v) in update {
+            current.insert(k.clone(), v.clone());
+        }
+    }
+}
+
+fn valid_extension_attributes(v: &Value) -> bool {
+    let Some(attributes) = v.as_object() else {
+        return false;
+    };
+    attributes.iter().all(|(k, v)| {
+        let slot_ok = k
+            .strip_prefix("extensionAttribute")
+            .and_then(|n| n.parse::<usize>().ok())
+            .is_some_and(|n| (1..=EXTENSION_ATTRIBUTES).contains(&n));
+        let value_ok = v.is_null()
+            || v.as_str()
+                .is_some_and(|s| s.chars().count() <= EXTENSION_ATTRIBUTE_MAX_LEN);
+        slot_ok && value_ok
+    })
 }
 
 /// A visible user by id or UPN.
@@ -202,6 +254,7 @@ fn validate_properties(t: &Tenant, body: &Map<String, Value>) -> Result<(), Grap
                 }
             }
             "userType" if !matches!(v.as_str(), Some("Member" | "Guest")) => return Err(bad_value()),
+            "onPremisesExtensionAttributes" if !valid_extension_attributes(v) => return Err(bad_value()),
             "passwordProfile" => {
                 let pw = v.get("password").and_then(Value::as_str).unwrap_or("");
                 if pw.is_empty() {
@@ -305,11 +358,23 @@ pub fn update(t: &mut Tenant, ctx: &Ctx, key: &str) -> Result<GraphResponse, Gra
         .users
         .get_mut(&id, ctx.now)
         .ok_or_else(|| GraphError::not_found(key))?;
-    let changes: Map<String, Value> = body
+    let mut changes: Map<String, Value> = body
         .iter()
         .filter(|(k, _)| k.as_str() != "passwordProfile")
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
+    if let Some(update) = changes.get_mut("onPremisesExtensionAttributes") {
+        let mut merged = Map::new();
+        merged.insert(
+            "onPremisesExtensionAttributes".into(),
+            user.data
+                .get("onPremisesExtensionAttributes")
+                .cloned()
+                .unwrap_or_else(empty_extension_attributes),
+        );
+        merge_extension_attributes(&mut merged, update);
+        *update = merged.remove("onPremisesExtensionAttributes").unwrap_or_default();
+    }
     if ctx.lag.is_zero() {
         user.data.extend(changes);
     } else {
