@@ -8,6 +8,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use mdops_core::onboarding::runs::{RunStatus, RunView, Runs, StepStatus};
 use mdops_core::queue::QueueName;
+use mdops_core::tenant::TenantId;
 
 use crate::context::{Context, GlobalArgs};
 use crate::worker::WorkerArgs;
@@ -24,6 +25,14 @@ pub struct OnboardArgs {
     /// Give up waiting after this many seconds (the run goes on with the next worker).
     #[arg(long, default_value_t = 1800)]
     pub timeout_secs: u64,
+    /// Take over this existing object (an object id the account step refused because mdops did
+    /// not create it): recorded with who and when in the audit log, then the refused account
+    /// steps of the tenant's run are replayed. Repeat for several.
+    #[arg(long = "adopt", value_name = "OBJECT_ID")]
+    pub adopt: Vec<String>,
+    /// Who adopts, for the audit log (default: $USER).
+    #[arg(long, env = "MDOPS_ACTOR")]
+    pub actor: Option<String>,
     #[command(flatten)]
     pub worker: WorkerArgs,
 }
@@ -35,6 +44,7 @@ pub async fn onboard_and_wait(
     worker: &WorkerArgs,
     timeout: Duration,
     requested_by: &str,
+    replayed: &[(String, u32)],
 ) -> Result<RunView> {
     let enrollment = mdops_handlers::onboarding::enroll(&ctx.deps, tenant_id, requested_by).await?;
     let run_id = enrollment.run_id().to_string();
@@ -63,7 +73,12 @@ pub async fn onboard_and_wait(
             .take(3)
             .collect();
         bar.set_message(running.join(", "));
-        if view.status() != RunStatus::Running {
+        // A replayed step still reads failed until a worker takes it again.
+        let replay_pending = replayed.iter().any(|(name, before)| {
+            view.step(name)
+                .is_some_and(|s| s.status == StepStatus::Failed && s.attempts <= *before)
+        });
+        if view.status() != RunStatus::Running && !replay_pending {
             break Ok(view);
         }
         if tokio::time::Instant::now() >= deadline {
@@ -83,12 +98,42 @@ pub async fn onboard_and_wait(
 /// Runs `mdops onboard`.
 pub async fn run(args: OnboardArgs, global: &GlobalArgs) -> Result<()> {
     let ctx = Context::open(global).await?;
+    let mut replayed = Vec::new();
+    if !args.adopt.is_empty() {
+        let tenant: TenantId = args
+            .tenant_id
+            .parse()
+            .map_err(|e| anyhow::anyhow!("--tenant-id {:?}: {e}", args.tenant_id))?;
+        let mut ids = Vec::new();
+        for value in &args.adopt {
+            ids.push(mdops_core::onboarding::adoption::parse_object_id(value)?);
+        }
+        let actor = format!("operator:{}", crate::context::operator_actor(args.actor.clone()));
+        let runs = Runs::new(ctx.deps.store.as_ref(), ctx.deps.runs);
+        let report = mdops_handlers::operators::adopt(
+            ctx.deps.queue.as_ref(),
+            ctx.deps.store.as_ref(),
+            &runs,
+            &tenant,
+            &ids,
+            &actor,
+            ctx.deps.now(),
+        )
+        .await?;
+        eprintln!(
+            "adoption of {} recorded in the audit log as {actor}; {} refused account step(s) sent again",
+            report.allowed.join(", "),
+            report.replayed.len()
+        );
+        replayed = report.replayed;
+    }
     let view = onboard_and_wait(
         &ctx,
         &args.tenant_id,
         &args.worker,
         Duration::from_secs(args.timeout_secs),
         "cli:onboard",
+        &replayed,
     )
     .await?;
     print!("{}", crate::status::render(&view, true));

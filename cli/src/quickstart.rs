@@ -107,6 +107,7 @@ pub async fn run(args: QuickstartArgs) -> Result<()> {
         &worker,
         Duration::from_secs(600),
         "cli:quickstart",
+        &[],
     )
     .await?;
     let took = started.elapsed();
@@ -154,6 +155,7 @@ pub async fn run(args: QuickstartArgs) -> Result<()> {
         &worker,
         Duration::from_secs(600),
         "cli:quickstart",
+        &[],
     )
     .await?;
     let log = control

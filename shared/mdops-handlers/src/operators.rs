@@ -627,3 +627,78 @@ mod tests {
         assert_eq!(audit[1].detail["ids"], serde_json::json!(report.purged));
     }
 }
+
+/// What `mdops onboard --adopt` did: the allowances it recorded and the failed account steps of
+/// the tenant's current run it sent again, each with its attempts so far (the step has run again
+/// once its attempts grew).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct AdoptReport {
+    pub allowed: Vec<String>,
+    pub replayed: Vec<(String, u32)>,
+}
+
+/// Allows onboarding to adopt the existing objects `object_ids` of `tenant` (each allowance
+/// audited under `tenant:{tid}` with `actor` and the time), then replays the dead-lettered
+/// account steps of the tenant's current run, which fail on exactly such objects.
+pub async fn adopt(
+    queue: &dyn Queue,
+    store: &dyn Store,
+    runs: &mdops_core::onboarding::runs::Runs<'_>,
+    tenant: &mdops_core::tenant::TenantId,
+    object_ids: &[String],
+    actor: &str,
+    now: DateTime<Utc>,
+) -> Result<AdoptReport, OperatorError> {
+    use mdops_core::onboarding::runs::StepStatus;
+    let adoptions = mdops_core::onboarding::adoption::Adoptions::new(store);
+    for id in object_ids {
+        adoptions.allow(tenant, id, actor, now).await?;
+    }
+    let mut report = AdoptReport {
+        allowed: object_ids.to_vec(),
+        replayed: Vec::new(),
+    };
+    let Some(view) = runs.current(tenant).await? else {
+        return Ok(report);
+    };
+    let failed_accounts: Vec<(String, u32)> = view
+        .steps
+        .iter()
+        .filter(|s| s.status == StepStatus::Failed && s.name.starts_with("account:"))
+        .map(|s| (s.name.clone(), s.attempts))
+        .collect();
+    if failed_accounts.is_empty() {
+        return Ok(report);
+    }
+    let dead: Vec<DeadLetter> = of_run(queue, &view.run.run_id)
+        .await?
+        .into_iter()
+        .filter(|d| {
+            DeadLetterSummary::of(d)
+                .step
+                .is_some_and(|step| failed_accounts.iter().any(|(name, _)| *name == step))
+        })
+        .collect();
+    let ids: Vec<String> = dead.iter().map(|d| d.id.clone()).collect();
+    if ids.is_empty() {
+        return Ok(report);
+    }
+    let filter = DeadLetterFilter {
+        queues: vec![QueueName::Onboarding],
+        tenant: Some(tenant.to_string()),
+        ..DeadLetterFilter::default()
+    };
+    audit(store, QueueName::Onboarding, actor, "replay.requested", &ids, &filter).await?;
+    let moved = queue.replay(QueueName::Onboarding, &ids).await?;
+    audit(store, QueueName::Onboarding, actor, "replayed", &moved, &filter).await?;
+    let moved_steps: Vec<String> = dead
+        .iter()
+        .filter(|d| moved.contains(&d.id))
+        .filter_map(|d| DeadLetterSummary::of(d).step)
+        .collect();
+    report.replayed = failed_accounts
+        .into_iter()
+        .filter(|(name, _)| moved_steps.contains(name))
+        .collect();
+    Ok(report)
+}

@@ -815,3 +815,106 @@ async fn throttled_reads_are_retried_and_onboarding_completes() {
         "a throttled read is retried, never dead-lettered: {dead:?}"
     );
 }
+
+/// Someone who can create users in the customer tenant takes the admin account's UPN before
+/// mdops runs: the account step refuses it (it lacks the tenant's mdops marker), says what to
+/// check and how to take it over, and no role is granted to it. `--adopt` (here its library
+/// call) records who allowed it and replays the step, which then adopts it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_squatted_service_account_upn_fails_its_step_and_gets_no_role_until_adopted() {
+    use mdops_core::onboarding::Account;
+    use mdops_core::onboarding::adoption::ADOPTION_ALLOWED;
+    use mdops_core::tenant::TenantSettings;
+    use tenant_sim::seeds::UserSeed;
+    let squatter = uuid::Uuid::new_v4();
+    let nickname = Account::Admin.mail_nickname(&TenantSettings::default().account_prefix);
+    let rig = Rig::start(|seed| {
+        seed.objects.users.push(UserSeed {
+            id: Some(squatter),
+            ..UserSeed::member(&nickname, Some("US"))
+        });
+    })
+    .await;
+    let squatter = squatter.to_string();
+    let role_grants_to_squatter = |requests: &[tenant_sim::store::RequestLogEntry]| {
+        requests
+            .iter()
+            .filter(|r| r.method == "POST" && r.path.contains("/members/$ref") && (200..300).contains(&r.status))
+            .filter(|r| r.body.as_ref().is_some_and(|b| b.to_string().contains(&squatter)))
+            .count()
+    };
+
+    let view = rig.onboard(TIMEOUT).await;
+    assert_eq!(view.status(), RunStatus::Failed, "{:#?}", view.steps);
+    let step = view.step("account:admin").unwrap();
+    assert_eq!(step.status, StepStatus::Failed);
+    let reason = step.last_error.clone().unwrap();
+    assert!(!reason.contains('\n'), "one line: {reason}");
+    for needed in [squatter.as_str(), "did not create", "--adopt", "who created it"] {
+        assert!(reason.contains(needed), "{needed:?} missing from: {reason}");
+    }
+    for role in Account::Admin.roles() {
+        let name = format!("role:admin:{}", role.as_str());
+        assert_ne!(view.step(&name).unwrap().status, StepStatus::Done, "{name}");
+    }
+    assert_eq!(
+        role_grants_to_squatter(&rig.requests().await),
+        0,
+        "no role for the squatter"
+    );
+    // The accounts mdops did create carry the tenant's marker, and they got their roles.
+    let users = rig.control.objects(&rig.tenant_id, "users").await.unwrap();
+    let automation = users
+        .iter()
+        .find(|u| u["mailNickname"] == Account::Automation.mail_nickname("mmd"))
+        .expect("automation account made");
+    let marker = automation["onPremisesExtensionAttributes"]["extensionAttribute15"]
+        .as_str()
+        .expect("marker set");
+    assert!(marker.starts_with("mdops:") && marker.len() > 30, "{marker}");
+    let squatted = users.iter().find(|u| u["id"] == squatter.as_str()).unwrap();
+    assert!(squatted["onPremisesExtensionAttributes"]["extensionAttribute15"].is_null());
+
+    let runs = Runs::new(rig.deps.store.as_ref(), rig.deps.runs);
+    let tenant = rig.tenant_id.parse().unwrap();
+    let report = mdops_handlers::operators::adopt(
+        rig.deps.queue.as_ref(),
+        rig.deps.store.as_ref(),
+        &runs,
+        &tenant,
+        std::slice::from_ref(&squatter),
+        "operator:alice",
+        chrono::Utc::now(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.replayed.len(), 1, "{report:?}");
+    assert_eq!(report.replayed[0].0, "account:admin");
+    // The replayed step reads failed until a worker takes it again.
+    let attempts_before = report.replayed[0].1;
+    let view = rig
+        .work_until(&view.run.run_id, TIMEOUT, |v| {
+            let retaken = v.step("account:admin").is_some_and(|s| s.attempts > attempts_before);
+            retaken && v.status() != RunStatus::Running
+        })
+        .await;
+    assert_eq!(view.status(), RunStatus::Succeeded, "{:#?}", view.steps);
+    let output = view.step("account:admin").unwrap().output.clone().unwrap();
+    assert_eq!(output["id"], squatter.as_str());
+    assert_eq!(output["adopted"], true);
+    assert_eq!(
+        role_grants_to_squatter(&rig.requests().await),
+        Account::Admin.roles().len(),
+        "the adopted account got its roles"
+    );
+    let trail = rig
+        .deps
+        .store
+        .audit(&format!("tenant:{}", rig.tenant_id), 10)
+        .await
+        .unwrap();
+    let allowed: Vec<_> = trail.iter().filter(|e| e.action == ADOPTION_ALLOWED).collect();
+    assert_eq!(allowed.len(), 1, "{trail:?}");
+    assert_eq!(allowed[0].actor, "operator:alice");
+    assert_eq!(allowed[0].detail["object_id"], squatter.as_str());
+}

@@ -14,6 +14,7 @@
 //! was lost (a crash between commit and send, a worker killed mid-step) is found and sent again by
 //! [`runs::Runs::overdue`]; ensure-style actions make the extra delivery harmless.
 
+pub mod adoption;
 pub mod plan;
 pub mod runs;
 

@@ -190,6 +190,14 @@ async fn handle_decoded(message: StepMessage, receive_count: u32, deps: &Deps) -
         Err(e) => return Disposition::DeadLetter(failure(e.to_string(), tenant_str, step_str, attempt, deps)),
     };
 
+    // Only the account steps adopt by natural key, so only they read what they may adopt.
+    let adoption = match kind {
+        StepKind::Account(_) => match steps::Adoption::load(deps.store.as_ref(), &message.tenant_id).await {
+            Ok(a) => a,
+            Err(e) => return redeliver(format!("state store: {e}")),
+        },
+        _ => steps::Adoption::default(),
+    };
     let (outcome, write_attempted) = match deps.reach.tenant(&message.tenant_id).await {
         Ok((tenant, graph)) => {
             let ctx = StepContext {
@@ -203,6 +211,7 @@ async fn handle_decoded(message: StepMessage, receive_count: u32, deps: &Deps) -
                 queue: deps.queue.as_ref(),
                 now: deps.now(),
                 lag_window: deps.lag_window,
+                adoption: &adoption,
             };
             let budget = deps.runs.step_budget();
             let outcome = match tokio::time::timeout(budget, steps::execute(kind, &ctx)).await {

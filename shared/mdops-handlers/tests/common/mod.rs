@@ -131,6 +131,12 @@ impl Rig {
 
     /// Works the queue until the run finishes or `timeout` passes.
     pub async fn work_until_finished(&self, run_id: &str, timeout: Duration) -> RunView {
+        self.work_until(run_id, timeout, |view| view.status() != RunStatus::Running)
+            .await
+    }
+
+    /// Works the queue until `done` holds for the run or `timeout` passes.
+    pub async fn work_until(&self, run_id: &str, timeout: Duration, done: impl Fn(&RunView) -> bool) -> RunView {
         let worker = Worker::new(self.deps.clone(), test_worker_settings());
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let working = tokio::spawn(async move { worker.run(&[QueueName::Onboarding], stop_rx).await });
@@ -138,7 +144,7 @@ impl Rig {
         let deadline = tokio::time::Instant::now() + timeout;
         let view = loop {
             let view = runs.get(run_id).await.expect("read run").expect("run exists");
-            if view.status() != RunStatus::Running || tokio::time::Instant::now() >= deadline {
+            if done(&view) || tokio::time::Instant::now() >= deadline {
                 break view;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;

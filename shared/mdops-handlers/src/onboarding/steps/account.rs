@@ -1,6 +1,12 @@
 //! A service account. Natural key: its userPrincipalName (unique in the tenant: Graph refuses a
 //! duplicate with `ObjectConflict`, so this create can never double). The password is generated
 //! here, sent once, and neither logged nor stored; the provider resets it on first use.
+//!
+//! A UPN is a name anyone who can create users in the tenant can take first, and this account
+//! is then given Intune or Security Administrator: an account found by its UPN is adopted only
+//! when it carries the tenant's mdops marker (written here on create) or an operator allowed its
+//! object id (`mdops onboard --adopt`); anything else fails the step naming the object. See
+//! `mdops_core::onboarding::adoption` and docs/access.md (threat model).
 
 use std::time::Duration;
 
@@ -10,6 +16,7 @@ use mdops_graph::{GraphError, Query, odata_string};
 use rand::Rng;
 use rand::seq::SliceRandom;
 use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
 
 use super::{Collection, Named, StepContext, ensured};
 
@@ -36,14 +43,64 @@ pub fn generate_password() -> SecretString {
     SecretString::from(String::from_utf8(chars).expect("ASCII"))
 }
 
+/// The attribute mdops writes its marker to on the accounts it creates. A cloud-only user's
+/// `onPremisesExtensionAttributes` can be set on create and read back with `$select`
+/// (https://learn.microsoft.com/graph/api/resources/onpremisesextensionattributes), with the
+/// User.ReadWrite.All the account step already has; 15 is the slot tenants use least (they fill
+/// Exchange custom attributes from 1).
+pub const MARKER_ATTRIBUTE: &str = "extensionAttribute15";
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct FoundUser {
+    id: String,
+    #[serde(default)]
+    on_premises_extension_attributes: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+impl FoundUser {
+    fn marker(&self) -> Option<&str> {
+        self.on_premises_extension_attributes
+            .as_ref()?
+            .get(MARKER_ATTRIBUTE)?
+            .as_str()
+    }
+}
+
+/// Why an account found by its UPN is not adopted, and what the operator can do.
+fn squatted(ctx: &StepContext<'_>, upn: &str, user: &FoundUser) -> StepOutcome {
+    let tenant = &ctx.tenant.tenant_id;
+    StepOutcome::failed(format!(
+        "service account {upn} already exists in tenant {tenant} as object {id}, which mdops did not create (its \
+         onPremisesExtensionAttributes.{MARKER_ATTRIBUTE} lacks this tenant's mdops marker), so it gets no role; \
+         check in Entra ID who created it and why, then delete it and replay this step, or take it over with \
+         `mdops onboard --tenant-id {tenant} --adopt {id}`",
+        id = user.id
+    ))
+}
+
 pub async fn run(ctx: &StepContext<'_>, account: Account) -> Result<StepOutcome, GraphError> {
     let upn = account.upn(ctx.tenant);
+    let Some(marker) = ctx.adoption.marker.as_deref() else {
+        return Ok(StepOutcome::failed(format!(
+            "{upn}: the tenant's adoption marker was not loaded for this step; replay it"
+        )));
+    };
     // A filtered list answers 200 with nothing when absent (a GET by key would 404, which the
     // client treats as possible replication lag and retries).
-    let query = Query::select(&["id", "displayName"]).filter(format!("userPrincipalName eq {}", odata_string(&upn)));
-    let found: Collection<Named> = ctx.graph.get("users", &query).await?;
+    let query = Query::select(&["id", "displayName", "onPremisesExtensionAttributes"])
+        .filter(format!("userPrincipalName eq {}", odata_string(&upn)));
+    let found: Collection<FoundUser> = ctx.graph.get("users", &query).await?;
     if let Some(user) = found.value.first() {
-        return Ok(ensured(&user.id, false));
+        if user.marker() == Some(marker) {
+            return Ok(ensured(&user.id, false));
+        }
+        if ctx.adoption.allowed.contains(&user.id) {
+            return Ok(StepOutcome::done(
+                serde_json::json!({ "id": user.id, "created": false, "adopted": true }),
+            ));
+        }
+        return Ok(squatted(ctx, &upn, user));
     }
     let password = generate_password();
     let mut body = serde_json::json!({
@@ -51,6 +108,7 @@ pub async fn run(ctx: &StepContext<'_>, account: Account) -> Result<StepOutcome,
         "displayName": account.display_name(),
         "mailNickname": account.mail_nickname(&ctx.tenant.settings.account_prefix),
         "userPrincipalName": upn,
+        "onPremisesExtensionAttributes": { MARKER_ATTRIBUTE: marker },
         "passwordProfile": {
             // A person changes it at first sign-in; an unattended account could never sign in if
             // it had to (Graph: passwordProfile.forceChangePasswordNextSignIn).

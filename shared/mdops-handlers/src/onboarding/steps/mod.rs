@@ -15,16 +15,18 @@ mod security_baseline;
 mod update_policy;
 mod update_policy_assignment;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use mdops_core::onboarding::StepKind;
+use mdops_core::onboarding::adoption::Adoptions;
 use mdops_core::onboarding::runs::RunRecord;
 use mdops_core::outcome::StepOutcome;
 use mdops_core::queue::Queue;
-use mdops_core::tenant::Tenant;
+use mdops_core::store::{Store, StoreError};
+use mdops_core::tenant::{Tenant, TenantId};
 use mdops_graph::{GraphError, TenantGraph};
 use serde::Deserialize;
 
@@ -50,6 +52,28 @@ pub struct StepContext<'a> {
     pub now: DateTime<Utc>,
     /// How long a create may take to become visible to reads (replication lag).
     pub lag_window: Duration,
+    /// What a step that finds by a natural key anyone can take may adopt (the account steps).
+    pub adoption: &'a Adoption,
+}
+
+/// What a step may adopt: objects carrying the tenant's marker, and the object ids operators
+/// allowed (`mdops onboard --adopt`). See [`mdops_core::onboarding::adoption`].
+#[derive(Debug, Default, Clone)]
+pub struct Adoption {
+    /// The tenant's marker; `None` for steps that never adopt by name.
+    pub marker: Option<String>,
+    pub allowed: BTreeSet<String>,
+}
+
+impl Adoption {
+    /// The tenant's marker (made on first use) and allowances, from the state store.
+    pub async fn load(store: &dyn Store, tenant: &TenantId) -> Result<Adoption, StoreError> {
+        let adoptions = Adoptions::new(store);
+        Ok(Adoption {
+            marker: Some(adoptions.marker(tenant).await?),
+            allowed: adoptions.allowed(tenant).await?,
+        })
+    }
 }
 
 impl StepContext<'_> {
