@@ -294,6 +294,10 @@ impl DynamoStore {
         &self.table
     }
 
+    pub(crate) fn client(&self) -> &Client {
+        &self.client
+    }
+
     /// Runs a query (base table or an index) to the end or to `limit` items, page by page.
     async fn query_items(
         &self,

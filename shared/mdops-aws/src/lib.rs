@@ -6,6 +6,8 @@
 //! Layout:
 //! - [`sqs`]: [`SqsQueue`], SQS semantics as they are, plus dead-letter reasons.
 //! - [`dynamo`]: [`DynamoStore`], versioned records with conditional writes and transactions.
+//! - [`budget`]: the shared Graph request budget on the same table: one conditional `UpdateItem`
+//!   per take, slots deleted by the table's TTL.
 //! - [`provision`]: `mdops aws setup` / `teardown`: the template's resources without SAM.
 //! - this file: resource names, [`ensure_resources`] (create queues and table if absent: used by
 //!   tests, the emulator and local development; on AWS the SAM template creates them) and
@@ -17,6 +19,7 @@
 //! [`Queue`]: mdops_core::queue::Queue
 //! [`Store`]: mdops_core::store::Store
 
+pub mod budget;
 pub mod dynamo;
 #[cfg(feature = "emulator")]
 pub mod emulator;

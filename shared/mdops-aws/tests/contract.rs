@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use mdops_aws::{AwsBackend, ResourceNames};
+use mdops_core::budget::RequestBudget;
 use mdops_core::queue::{Queue, QueueSettings};
 use mdops_core::store::{Key, Store};
 
@@ -58,3 +59,10 @@ async fn corrupt(guard: &Guard, key: &Key) {
 
 mdops_core::queue_contract!(make_queue);
 mdops_core::store_contract!(make_store, corrupt);
+
+async fn make_budget() -> (Arc<dyn RequestBudget>, Guard) {
+    let (backend, guard) = fresh(QueueSettings::default()).await;
+    (Arc::new(backend.store().clone()), guard)
+}
+
+mdops_core::budget_contract!(make_budget);

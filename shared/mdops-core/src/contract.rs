@@ -1,5 +1,6 @@
-//! The adapter contract: one generic test suite every [`Queue`] and [`Store`] implementation must
-//! pass, so the embedded (SQLite) and AWS (SQS + DynamoDB) backends behave the same.
+//! The adapter contract: one generic test suite every [`Queue`], [`Store`] and request-budget
+//! ([`crate::budget::RequestBudget`]) implementation must pass, so the embedded (SQLite) and AWS
+//! (SQS + DynamoDB) backends behave the same.
 //!
 //! Each case is a plain async function over a port. An adapter's `tests/contract.rs` instantiates
 //! every case as its own `#[tokio::test]` with the macros:
@@ -9,6 +10,8 @@
 //! mdops_core::queue_contract!(make_queue);
 //! // corrupt(&guard, &key) writes a row/item under `key` that does not decode.
 //! mdops_core::store_contract!(make_store, corrupt);
+//! // make_budget() -> (Arc<dyn RequestBudget>, Guard)
+//! mdops_core::budget_contract!(make_budget);
 //! ```
 //!
 //! The guard keeps whatever backs the port alive (a temp directory, an emulator handle) for the
@@ -1262,6 +1265,153 @@ pub mod store {
     }
 }
 
+/// Request-budget cases.
+pub mod budget {
+    use super::*;
+    use crate::budget::{BudgetSlot, Charge, Grant, RequestBudget};
+
+    fn slot(tenant: &str, index: i64) -> BudgetSlot {
+        BudgetSlot {
+            tenant: tenant.to_string(),
+            index,
+            expires_at: Utc::now() + chrono::Duration::minutes(5),
+        }
+    }
+
+    fn charge(counter: &str, count: u32, limit: u32) -> Charge {
+        Charge {
+            counter: counter.to_string(),
+            count,
+            limit,
+        }
+    }
+
+    /// A counter grants up to its limit and then refuses; a take that would pass the limit adds
+    /// nothing (the remainder can still be taken); other tenants and other slots count apart.
+    pub async fn budget_grants_up_to_the_limit(b: Arc<dyn RequestBudget>) {
+        let here = slot("t-limit", 1_000);
+        for i in 0..5 {
+            assert_eq!(
+                b.take(&here, &[charge("all", 1, 7)]).await.expect("take"),
+                Grant::Granted,
+                "take {i}"
+            );
+        }
+        assert_eq!(
+            b.take(&here, &[charge("all", 3, 7)]).await.expect("take"),
+            Grant::Full,
+            "5 + 3 passes 7"
+        );
+        assert_eq!(
+            b.take(&here, &[charge("all", 2, 7)]).await.expect("take"),
+            Grant::Granted,
+            "the refused take added nothing: 5 + 2 fits"
+        );
+        assert_eq!(b.take(&here, &[charge("all", 1, 7)]).await.expect("take"), Grant::Full);
+        assert_eq!(
+            b.take(&slot("t-limit", 1_001), &[charge("all", 7, 7)])
+                .await
+                .expect("take"),
+            Grant::Granted,
+            "the next slot starts empty"
+        );
+        assert_eq!(
+            b.take(&slot("t-other", 1_000), &[charge("all", 7, 7)])
+                .await
+                .expect("take"),
+            Grant::Granted,
+            "another tenant has its own counters"
+        );
+        assert_eq!(
+            b.take(&here, &[charge("reads", 1, 1)]).await.expect("take"),
+            Grant::Granted,
+            "another counter of the same slot counts apart"
+        );
+    }
+
+    /// A take with several charges adds all of them or none: one full counter refuses the take
+    /// and leaves the others as they were.
+    pub async fn budget_charges_are_all_or_none(b: Arc<dyn RequestBudget>) {
+        let here = slot("t-atomic", 2_000);
+        let write = [charge("all", 1, 10), charge("intune_writes", 1, 2)];
+        assert_eq!(b.take(&here, &write).await.expect("take"), Grant::Granted);
+        assert_eq!(b.take(&here, &write).await.expect("take"), Grant::Granted);
+        for _ in 0..3 {
+            assert_eq!(
+                b.take(&here, &write).await.expect("take"),
+                Grant::Full,
+                "intune_writes is at 2"
+            );
+        }
+        // `all` is still at 2 (the refused takes added nothing): 8 more fit, a ninth does not.
+        assert_eq!(
+            b.take(&here, &[charge("all", 8, 10)]).await.expect("take"),
+            Grant::Granted
+        );
+        assert_eq!(b.take(&here, &[charge("all", 1, 10)]).await.expect("take"), Grant::Full);
+    }
+
+    /// Many takers at once (as many function instances would) never push a counter past its
+    /// limit, and the limit is reached: exactly `limit` single takes are granted.
+    pub async fn budget_concurrent_takers_never_exceed_the_limit(b: Arc<dyn RequestBudget>) {
+        const TAKERS: usize = 40;
+        const LIMIT: u32 = 15;
+        let here = slot("t-race", 3_000);
+        let mut tasks = Vec::new();
+        for _ in 0..TAKERS {
+            let (b, here) = (b.clone(), here.clone());
+            tasks.push(tokio::spawn(async move {
+                b.take(&here, &[charge("all", 1, LIMIT), charge("directory_writes", 1, 100)])
+                    .await
+            }));
+        }
+        let mut granted = 0;
+        for t in futures::future::join_all(tasks).await {
+            match t.expect("task").expect("take") {
+                Grant::Granted => granted += 1,
+                Grant::Full => {}
+            }
+        }
+        assert_eq!(granted, LIMIT, "exactly the limit is granted to {TAKERS} racing takers");
+        assert_eq!(
+            b.take(&here, &[charge("directory_writes", 85, 100)])
+                .await
+                .expect("take"),
+            Grant::Granted,
+            "the second counter saw exactly the granted takes"
+        );
+        assert_eq!(
+            b.take(&here, &[charge("directory_writes", 1, 100)])
+                .await
+                .expect("take"),
+            Grant::Full
+        );
+    }
+
+    /// Malformed takes are refused as invalid, naming what is wrong, and count nothing.
+    pub async fn budget_invalid_takes_are_refused(b: Arc<dyn RequestBudget>) {
+        let here = slot("t-invalid", 4_000);
+        let cases: Vec<(Vec<Charge>, &str)> = vec![
+            (vec![], "charges"),
+            (vec![charge("All; DROP", 1, 5)], "counter"),
+            (vec![charge("all", 0, 5)], "at least 1"),
+            (vec![charge("all", 1, 0)], "at least 1"),
+            (vec![charge("all", 1, 5), charge("all", 1, 5)], "twice"),
+        ];
+        for (charges, says) in cases {
+            match b.take(&here, &charges).await {
+                Err(StoreError::Invalid(reason)) => assert!(reason.contains(says), "{reason} should say {says}"),
+                other => panic!("{charges:?}: expected Invalid, got {other:?}"),
+            }
+        }
+        assert_eq!(
+            b.take(&here, &[charge("all", 5, 5)]).await.expect("take"),
+            Grant::Granted,
+            "nothing was counted by the refused takes"
+        );
+    }
+}
+
 /// Instantiates every queue case as a `#[tokio::test]`. `$make(settings)` returns
 /// `(Arc<dyn Queue>, guard)` with fresh, empty queues configured with `settings`.
 #[macro_export]
@@ -1328,6 +1478,29 @@ macro_rules! store_contract {
             async fn $case() {
                 let (store, _guard) = $make().await;
                 $crate::contract::store::$case(store).await;
+            }
+        )+
+    };
+}
+
+/// Instantiates every request-budget case as a `#[tokio::test]`. `$make()` returns
+/// `(Arc<dyn RequestBudget>, guard)` over a fresh, empty store.
+#[macro_export]
+macro_rules! budget_contract {
+    ($make:path) => {
+        $crate::budget_contract!(@cases $make;
+            budget_grants_up_to_the_limit,
+            budget_charges_are_all_or_none,
+            budget_concurrent_takers_never_exceed_the_limit,
+            budget_invalid_takes_are_refused
+        );
+    };
+    (@cases $make:path; $($case:ident),+) => {
+        $(
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let (budget, _guard) = $make().await;
+                $crate::contract::budget::$case(budget).await;
             }
         )+
     };

@@ -6,6 +6,9 @@
 //! - [`store`]: the [`store::Store`] port: versioned records with conditional writes and small
 //!   transactions, collections and a due-time index, and the append-only audit log. Implemented by
 //!   `mdops-local` (SQLite) and `mdops-aws` (DynamoDB).
+//! - [`budget`]: the [`budget::RequestBudget`] port: per-tenant, per-slot counters with limits,
+//!   shared by every process, so the fleet spends one Graph quota per tenant. Implemented by
+//!   `mdops-local` (SQLite) and `mdops-aws` (DynamoDB).
 //! - [`tenant`]: the tenant registry: tenant ids, domains, credential references, settings.
 //! - [`onboarding`]: the onboarding DAG ([`onboarding::plan()`]), its step message, and the run
 //!   repository whose conditional transitions make the run resumable ([`onboarding::runs`]).
@@ -25,6 +28,7 @@
 
 pub mod access;
 pub mod apps;
+pub mod budget;
 #[cfg(feature = "contract")]
 pub mod contract;
 pub mod crash_point;

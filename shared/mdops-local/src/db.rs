@@ -85,6 +85,18 @@ const MIGRATIONS: &[&str] = &[
     CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
         BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
     "#,
+    // 3: the shared Graph request budget (mdops_core::budget): one row per tenant, slot, counter.
+    r#"
+    CREATE TABLE budget_counters (
+        tenant        TEXT NOT NULL,
+        slot          INTEGER NOT NULL,
+        counter       TEXT NOT NULL,
+        count         INTEGER NOT NULL,
+        expires_at_ms INTEGER NOT NULL,
+        PRIMARY KEY (tenant, slot, counter)
+    ) WITHOUT ROWID;
+    CREATE INDEX budget_counters_expiry ON budget_counters (expires_at_ms);
+    "#,
 ];
 
 /// Errors opening the database or running a statement.

@@ -8,6 +8,8 @@
 //! - [`queue`]: SQS semantics on tables (visibility, receive count, redrive, dead letters).
 //! - [`store`]: versioned records with conditional transactions, collection and due indexes,
 //!   the audit log.
+//! - [`budget`]: the shared Graph request budget ([`mdops_core::budget::RequestBudget`]) on the
+//!   same store: one write transaction per take.
 //!
 //! Several worker tasks share one [`SqliteBackend`] (clone it); several processes may open the
 //! same file at once: every write takes SQLite's write lock (`BEGIN IMMEDIATE`), and receivers in
@@ -16,6 +18,7 @@
 //! [`Queue`]: mdops_core::queue::Queue
 //! [`Store`]: mdops_core::store::Store
 
+pub mod budget;
 pub mod db;
 pub mod queue;
 pub mod store;

@@ -20,14 +20,14 @@ use crate::db::{Context, DbError, Pool, write_tx};
 /// The SQLite store. Cheap to clone; clones share the pool.
 #[derive(Clone)]
 pub struct SqliteStore {
-    pool: Arc<Pool>,
+    pub(crate) pool: Arc<Pool>,
 }
 
 /// Columns read for a record, in the order [`decode`] expects.
 const RECORD_COLUMNS: &str =
     "partition, sort, version, body, collection_name, collection_sort, due_kind, due_at_ns, updated_at";
 
-fn unavailable(e: DbError) -> StoreError {
+pub(crate) fn unavailable(e: DbError) -> StoreError {
     StoreError::Unavailable {
         message: e.to_string(),
         source: Some(Box::new(e)),

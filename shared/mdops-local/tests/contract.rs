@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use mdops_core::budget::RequestBudget;
 use mdops_core::queue::{Queue, QueueSettings};
 use mdops_core::store::{Key, Store};
 use mdops_local::SqliteBackend;
@@ -45,3 +46,10 @@ async fn corrupt(guard: &Guard, key: &Key) {
 
 mdops_core::queue_contract!(make_queue);
 mdops_core::store_contract!(make_store, corrupt);
+
+async fn make_budget() -> (Arc<dyn RequestBudget>, Guard) {
+    let (backend, guard) = fresh(QueueSettings::default());
+    (Arc::new(backend.store().clone()), guard)
+}
+
+mdops_core::budget_contract!(make_budget);

@@ -138,7 +138,7 @@ async fn migrations_apply_once_and_refuse_newer_files() {
     let versions: i64 = conn
         .query_row("SELECT COUNT(*) FROM schema_migrations", [], |r| r.get(0))
         .expect("count");
-    assert_eq!(versions, 2);
+    assert_eq!(versions, 3);
     let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).expect("mode");
     assert_eq!(mode, "wal");
     conn.execute(
