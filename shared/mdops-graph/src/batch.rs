@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::client::{Query, TenantGraph, is_idempotent};
 use crate::error::{ApiError, GraphError, Result, parse_retry_after};
+use crate::fleet::RequestCounts;
 use crate::limiter::RequestKind;
 
 /// Graph's limit on requests in one `$batch`.
@@ -181,9 +182,35 @@ pub(crate) async fn run(graph: &TenantGraph, items: Vec<BatchItem>) -> Result<Ve
     }
     let mut out = Vec::with_capacity(items.len());
     for chunk in items.chunks(MAX_BATCH_ITEMS) {
-        out.extend(run_chunk(graph, chunk).await?);
+        for part in fitting_parts(graph, chunk) {
+            out.extend(run_chunk(graph, part).await?);
+        }
     }
     Ok(out)
+}
+
+/// Splits a chunk into consecutive parts that each fit one take of the shared budget (with the
+/// default 2 s slot, at most 7 Intune writes go in one `$batch`); the whole chunk without one.
+fn fitting_parts<'a>(graph: &TenantGraph, chunk: &'a [BatchItem]) -> Vec<&'a [BatchItem]> {
+    let mut parts = Vec::new();
+    let mut start = 0;
+    while start < chunk.len() {
+        let mut end = start + 1;
+        while end < chunk.len() && graph.fits_one_send(counts_of(&chunk[start..=end])) {
+            end += 1;
+        }
+        parts.push(&chunk[start..end]);
+        start = end;
+    }
+    parts
+}
+
+fn counts_of<'a>(items: impl IntoIterator<Item = &'a BatchItem>) -> RequestCounts {
+    let mut counts = RequestCounts::default();
+    for item in items {
+        counts.add(item.kind());
+    }
+    counts
 }
 
 async fn run_chunk(graph: &TenantGraph, chunk: &[BatchItem]) -> Result<Vec<BatchResult>> {
@@ -207,8 +234,10 @@ async fn run_chunk(graph: &TenantGraph, chunk: &[BatchItem]) -> Result<Vec<Batch
         let url = graph.url("$batch", &Query::default())?;
         // The batch may be re-sent after a lost answer only if every item in it may be.
         let idempotent = pending.iter().all(|&i| is_idempotent(&chunk[i].method()));
+        // Graph counts the items, not the envelope (https://learn.microsoft.com/graph/json-batching).
+        let counts = counts_of(pending.iter().map(|&i| &chunk[i]));
         let resp = graph
-            .send_call(Method::POST, url, Some(body), false, "$batch", idempotent)
+            .send_call(Method::POST, url, Some(body), false, "$batch", idempotent, counts)
             .await?;
         let answer: BatchResponse = graph.decode(&Method::POST, "$batch", &resp.body)?;
         let mut retry: Vec<usize> = Vec::new();

@@ -1,5 +1,6 @@
 //! The client: one per process, a [`TenantGraph`] handle per customer tenant, and the single
-//! request loop (limiter -> token -> send -> decode -> classify -> maybe retry) every call goes through.
+//! request loop (limiter -> token -> shared budget -> send -> decode -> classify -> maybe retry)
+//! every call goes through.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -20,6 +21,7 @@ use crate::credentials::{CredentialSource, IdentityTransport, TenantCredential, 
 use crate::error::{
     ApiError, ErrorClass, GraphError, Result, TransportFailure, TransportKind, classify_status, parse_retry_after,
 };
+use crate::fleet::{FleetBudget, FleetStats, RequestCounts};
 use crate::limiter::{Limiter, RequestKind};
 
 /// Most pages a list follows unless the caller says otherwise: at Graph's page sizes (100-999)
@@ -41,6 +43,8 @@ struct Inner {
     transport: Arc<IdentityTransport>,
     tenants: RwLock<HashMap<String, Arc<TenantCredential>>>,
     limiter: Limiter,
+    /// The fleet's shared budget, when the process shares one (every deployed function does).
+    fleet: Option<FleetBudget>,
 }
 
 impl std::fmt::Debug for GraphClient {
@@ -53,8 +57,29 @@ impl std::fmt::Debug for GraphClient {
 }
 
 impl GraphClient {
-    /// Validates the configuration and builds the HTTP pool. No network traffic yet.
+    /// Validates the configuration and builds the HTTP pool. No network traffic yet. The client
+    /// paces each tenant's requests within this process only; see [`Self::with_shared_budget`].
     pub fn new(config: GraphConfig) -> Result<GraphClient> {
+        Self::build(config, None)
+    }
+
+    /// A client that also takes a permit from the fleet's shared budget (counters in the state
+    /// store, [`crate::fleet`]) before each request, so every process on that store together
+    /// stays within each tenant's quota.
+    pub fn with_shared_budget(
+        config: GraphConfig,
+        budget: Arc<dyn mdops_core::budget::RequestBudget>,
+    ) -> Result<GraphClient> {
+        config.limiter.validate_shared()?;
+        Self::build(config, Some(FleetBudget::new(budget)))
+    }
+
+    /// What the shared budget did so far (`None` without one).
+    pub fn shared_budget_stats(&self) -> Option<FleetStats> {
+        self.inner.fleet.as_ref().map(FleetBudget::stats)
+    }
+
+    fn build(config: GraphConfig, fleet: Option<FleetBudget>) -> Result<GraphClient> {
         config.validate()?;
         let http = reqwest::Client::builder()
             .connect_timeout(config.timeouts.connect)
@@ -76,6 +101,7 @@ impl GraphClient {
                 transport,
                 tenants: RwLock::new(HashMap::new()),
                 limiter,
+                fleet,
             }),
         })
     }
@@ -109,6 +135,9 @@ impl GraphClient {
 
     /// Gives one tenant its own request budget (see [`crate::limiter::Limiter::set_tenant`]).
     pub fn set_tenant_limits(&self, tenant_id: &str, settings: crate::LimiterSettings) -> Result<()> {
+        if self.inner.fleet.is_some() {
+            settings.validate_shared()?;
+        }
         self.inner.limiter.set_tenant(tenant_id, settings)
     }
 
@@ -242,6 +271,8 @@ struct Call<'a> {
     path: &'a str,
     /// Whether sending it twice leaves the tenant as sending it once (see [`is_idempotent`]).
     idempotent: bool,
+    /// What it counts against the tenant's quotas (a `$batch` counts its items).
+    counts: RequestCounts,
 }
 
 /// Whether a request may be sent again after an answer that leaves its outcome unknown (a timeout,
@@ -465,10 +496,14 @@ impl TenantGraph {
         path: &str,
     ) -> Result<GraphResponse> {
         let idempotent = is_idempotent(&method);
-        self.send_call(method, url, body, eventual, path, idempotent).await
+        let counts = RequestCounts::one(RequestKind::of(&method, path));
+        self.send_call(method, url, body, eventual, path, idempotent, counts)
+            .await
     }
 
-    /// [`Self::send`] with the caller's word on idempotency (a `$batch` POST of reads only is).
+    /// [`Self::send`] with the caller's word on idempotency (a `$batch` POST of reads only is)
+    /// and on what the send counts against the quotas.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn send_call(
         &self,
         method: Method,
@@ -477,6 +512,7 @@ impl TenantGraph {
         eventual: bool,
         path: &str,
         idempotent: bool,
+        counts: RequestCounts,
     ) -> Result<GraphResponse> {
         self.run(Call {
             method,
@@ -485,6 +521,7 @@ impl TenantGraph {
             eventual,
             path,
             idempotent,
+            counts,
         })
         .await
     }
@@ -515,6 +552,12 @@ impl TenantGraph {
                     return Err(e.into());
                 }
             };
+            // Last before sending (after the token, which may take a network call), so the
+            // request goes out inside the slot whose permit it took.
+            if let Some(fleet) = &inner.fleet {
+                let settings = inner.limiter.settings_for(&self.tenant);
+                fleet.acquire(&self.tenant, &settings, call.counts).await?;
+            }
             let client_request_id = Uuid::new_v4().to_string();
             let span = tracing::info_span!(
                 "graph",
@@ -672,6 +715,12 @@ impl TenantGraph {
 
     pub(crate) async fn client_limiter_acquire(&self, kind: RequestKind) -> Result<()> {
         self.client.inner.limiter.acquire(&self.tenant, kind).await
+    }
+
+    /// Whether `counts` fit one take of the shared budget (always, without one).
+    pub(crate) fn fits_one_send(&self, counts: RequestCounts) -> bool {
+        let inner = &self.client.inner;
+        inner.fleet.is_none() || FleetBudget::fits(&inner.limiter.settings_for(&self.tenant), counts)
     }
 
     pub(crate) fn policy(&self) -> crate::config::RetryPolicy {

@@ -251,6 +251,18 @@ pub enum GraphError {
         /// How long until a permit frees up.
         wait: Duration,
     },
+    /// The fleet's shared request budget (in the state store) could not be read or written. Fails
+    /// closed: the request was not sent.
+    #[error(
+        "tenant {tenant}: the shared Graph request budget in the state store failed ({message}); \
+         the request was not sent: it is retried later; if this persists, check the state store"
+    )]
+    Budget {
+        /// Customer tenant id.
+        tenant: String,
+        /// The store's error, one line.
+        message: String,
+    },
     /// Graph answered 2xx but the body did not have the expected shape.
     #[error("Graph {method} {path} for tenant {tenant}: answer did not decode as {expected}: {message}")]
     Decode {
@@ -315,6 +327,9 @@ impl GraphError {
             },
             GraphError::Token(t) => t.classification(),
             GraphError::Limited { wait, .. } => ErrorClass::Throttled { retry_after: *wait },
+            GraphError::Budget { .. } => ErrorClass::Transient {
+                retry_after: DEFAULT_RETRY_AFTER,
+            },
             GraphError::UnknownTenant { .. }
             | GraphError::Decode { .. }
             | GraphError::TooManyPages { .. }
@@ -358,6 +373,7 @@ impl GraphError {
             GraphError::Token(t) => t.aadsts.as_deref().unwrap_or("TokenRequestFailed"),
             GraphError::UnknownTenant { .. } => "UnknownTenant",
             GraphError::Limited { .. } => "Limited",
+            GraphError::Budget { .. } => "BudgetUnavailable",
             GraphError::Decode { .. } => "UnexpectedAnswer",
             GraphError::TooManyPages { .. } => "TooManyPages",
             GraphError::InvalidRequest { .. } => "InvalidRequest",

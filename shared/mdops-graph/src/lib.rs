@@ -8,6 +8,8 @@
 //! Layout, in the order a call flows through it:
 //! - [`config`]: endpoints, timeouts, the in-process retry budget, limiter settings.
 //! - [`limiter`]: per-tenant token buckets sized from Graph's published quotas.
+//! - [`fleet`]: the fleet's shared budget: a permit from counters in the state store before each
+//!   request, so every process together stays within a tenant's quota.
 //! - [`metric`]: the counters every crate emits (as `tracing` events; EMF on Lambda).
 //! - [`credentials`]: credential per tenant, the token transport (loopback rewrite for the
 //!   simulated tenant), AADSTS-aware token errors, the `roles` claim for preflight.
@@ -30,6 +32,7 @@ pub mod client;
 pub mod config;
 pub mod credentials;
 pub mod error;
+pub mod fleet;
 pub mod limiter;
 pub mod metric;
 pub mod resources;
