@@ -19,6 +19,8 @@
 //! - [`access`]: temporary engineer access: settings, the two-key rules and states, the request
 //!   repository whose decisions write their side effects to an outbox in the same transaction.
 //! - [`permissions`]: the application permissions each phase needs, by name.
+//! - [`readiness`]: the readiness check's rules: findings (pass / warning / fail, what to do) from
+//!   what the handlers read of a tenant before onboarding writes anything.
 //! - [`secrets`]: the secret-store port (`aws-secret:ARN` credential references).
 //! - [`message`]: versioned, validated decoding of queue messages; [`outcome`]: what a handler returns.
 //! - `contract` (feature `contract`): the one generic test suite both adapters must pass.
@@ -40,6 +42,7 @@ pub mod outcome;
 pub mod permissions;
 pub mod quarantine;
 pub mod queue;
+pub mod readiness;
 pub mod rings;
 pub mod secrets;
 pub mod store;

@@ -84,6 +84,11 @@ pub const ONBOARDING: &[Requirement] = &[
         &["DeviceManagementApps.ReadWrite.All"],
         "read mobile apps",
     ),
+    req(
+        "Policy.Read.All",
+        &[],
+        "readiness: read conditional access, security defaults and the guest invitation setting",
+    ),
 ];
 
 /// What the management phase needs in a customer tenant on top of onboarding (licences, temporary

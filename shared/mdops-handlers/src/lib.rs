@@ -20,6 +20,8 @@
 //! - [`apps`]: the app catalogue kept in Intune: the sync that compares catalogue and tenant, the
 //!   per-app handler (find, create only if missing, assign to the rings), the tenant's catalogue.
 //! - [`schedule`]: the store claim that runs a scheduled job once per interval across processes.
+//! - [`readiness`]: the readiness check's reads (GETs only) behind `mdops tenants check --readiness`
+//!   and the onboarding preflight; the rules are `mdops_core::readiness`.
 //! - [`rings`]: device update rings: the sync that places devices, the chunk handler
 //!   (`members@odata.bind`, 20 a request), show and move.
 //! - [`operators`]: dead letters for operators: filter, show, replay (paced, audited), purge.
@@ -34,6 +36,7 @@ pub mod licences;
 pub mod onboarding;
 pub mod operators;
 pub mod reach;
+pub mod readiness;
 pub mod rings;
 pub mod schedule;
 pub mod worker;

@@ -214,13 +214,17 @@ async fn a_tenant_managed_by_another_mdm_authority_is_never_flipped() {
     let rig = Rig::start(|seed| seed.mdm_authority = Some("sccm".into())).await;
     let view = rig.onboard(TIMEOUT).await;
     assert_eq!(view.status(), RunStatus::Failed);
-    let step = view.step("mdm-authority").unwrap();
+    // The readiness check in preflight stops it before any write; the mdm-authority step would
+    // refuse too, but never runs.
+    let step = view.step("preflight").unwrap();
     assert_eq!(step.status, StepStatus::Failed);
+    let reason = step.last_error.as_deref().unwrap();
     assert!(
-        step.last_error.as_deref().unwrap().contains("\"sccm\""),
-        "{:?}",
-        step.last_error
+        reason.contains("[mdm-authority]") && reason.contains("\"sccm\""),
+        "{reason}"
     );
+    assert_eq!(view.step("mdm-authority").unwrap().status, StepStatus::Blocked);
+    assert!(rig.writes_after(0).await.is_empty(), "nothing written");
     assert_eq!(rig.control.tenant(&rig.tenant_id).await.unwrap().mdm_authority, "sccm");
     for ring in ["test", "first", "fast", "broad"] {
         assert_eq!(

@@ -1,6 +1,8 @@
 //! Preflight: the tenant answers, our app is consented, it holds every application permission
-//! onboarding needs, and the tenant has an Intune licence. Reads only. Natural key: the tenant
-//! itself.
+//! onboarding needs, and the readiness check ([`crate::readiness`]) finds nothing that fails:
+//! an Intune licence, the MDM authority free or Intune, no conditional access policy blocking the
+//! service accounts, no update ring on all devices, security defaults off, guest invitations
+//! allowed. Reads only. Natural key: the tenant itself.
 //!
 //! Intune: "The Microsoft Graph API for Intune requires an active Intune license for the tenant"
 //! (every Intune page of the Graph reference, e.g.
@@ -11,47 +13,11 @@
 
 use mdops_core::outcome::StepOutcome;
 use mdops_core::permissions::{ONBOARDING, excess_in_customer, missing};
+use mdops_core::readiness::Verdict;
 use mdops_graph::{GraphError, Query};
 
-use serde::Deserialize;
-
 use super::{Collection, StepContext};
-
-/// Service plans that carry Intune device management (Microsoft's product and service plan
-/// names: Intune in EMS / Microsoft 365 E3/E5 and standalone, Intune for Education, Intune for
-/// small business).
-const INTUNE_SERVICE_PLANS: &[&str] = &["INTUNE_A", "INTUNE_EDU", "INTUNE_SMBIZ"];
-/// Pages of subscribed SKUs read at most (a tenant has a handful).
-const MAX_SKU_PAGES: usize = 5;
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Sku {
-    #[serde(default)]
-    sku_part_number: Option<String>,
-    #[serde(default)]
-    capability_status: Option<String>,
-    #[serde(default)]
-    service_plans: Vec<ServicePlan>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ServicePlan {
-    #[serde(default)]
-    service_plan_name: Option<String>,
-}
-
-impl Sku {
-    fn carries_intune(&self) -> bool {
-        self.capability_status.as_deref().is_none_or(|s| s == "Enabled")
-            && self.service_plans.iter().any(|p| {
-                p.service_plan_name
-                    .as_deref()
-                    .is_some_and(|n| INTUNE_SERVICE_PLANS.contains(&n))
-            })
-    }
-}
+use crate::readiness;
 
 pub async fn run(ctx: &StepContext<'_>) -> Result<StepOutcome, GraphError> {
     // A token proves consent (AADSTS65001/700016 otherwise) and carries the granted roles.
@@ -79,27 +45,31 @@ pub async fn run(ctx: &StepContext<'_>) -> Result<StepOutcome, GraphError> {
             "tenant grants permissions mdops does not need in a customer tenant; revoke them"
         );
     }
-    let skus: Vec<Sku> = ctx
-        .graph
-        .list_all(
-            "subscribedSkus",
-            &Query::select(&["skuPartNumber", "capabilityStatus", "servicePlans"]),
-            MAX_SKU_PAGES,
-        )
-        .await?;
-    if !skus.iter().any(Sku::carries_intune) {
-        let held: Vec<&str> = skus.iter().filter_map(|s| s.sku_part_number.as_deref()).collect();
+    // The readiness check (GETs only): a fail stops onboarding here, before any write, naming
+    // each thing that is not ready and what to do; warnings are logged and recorded.
+    let report = readiness::check(ctx.graph, ctx.tenant).await?;
+    let fails = report.with(Verdict::Fail);
+    if !fails.is_empty() {
+        let named: Vec<String> = fails
+            .iter()
+            .map(|f| {
+                format!(
+                    "[{}] {}; to do: {}",
+                    f.check.as_str(),
+                    f.summary,
+                    f.action.as_deref().unwrap_or("see `mdops tenants check --readiness`")
+                )
+            })
+            .collect();
         return Ok(StepOutcome::failed(format!(
-            "tenant {} has no Intune licence: no enabled subscribed SKU carries an Intune service plan ({}); it holds {}. \
-             Add a subscription that includes Intune (e.g. Microsoft 365 E3/E5, EMS E3/E5 or Intune Plan 1), then replay",
+            "tenant {} is not ready for onboarding ({} readiness check(s) failed; `mdops tenants check --readiness` shows all): {}; then replay",
             ctx.tenant.tenant_id,
-            INTUNE_SERVICE_PLANS.join(", "),
-            if held.is_empty() {
-                "no subscriptions".to_string()
-            } else {
-                held.join(", ")
-            }
+            fails.len(),
+            named.join(" | ")
         )));
+    }
+    for w in report.with(Verdict::Warning) {
+        tracing::warn!(tenant = %ctx.tenant.tenant_id, check = w.check.as_str(), summary = %w.summary, "readiness warning");
     }
     let orgs: Collection<super::Named> = ctx
         .graph
@@ -111,7 +81,11 @@ pub async fn run(ctx: &StepContext<'_>) -> Result<StepOutcome, GraphError> {
             ctx.tenant.tenant_id
         )));
     };
-    Ok(StepOutcome::done(
-        serde_json::json!({ "id": org.id, "granted": granted, "excess": excess, "created": false }),
-    ))
+    Ok(StepOutcome::done(serde_json::json!({
+        "id": org.id,
+        "granted": granted,
+        "excess": excess,
+        "readiness": report.problems(),
+        "created": false
+    })))
 }

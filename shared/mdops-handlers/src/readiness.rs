@@ -1,0 +1,293 @@
+//! The readiness check's reads: everything [`mdops_core::readiness`] judges, read from the tenant
+//! with GETs only (no write, ever), for `mdops tenants check --readiness` and the onboarding
+//! preflight step. Every resource, with the Microsoft Graph v1.0 page it is modelled on:
+//!
+//! - `GET /subscribedSkus` (`skuId`, `skuPartNumber`, `capabilityStatus`, `prepaidUnits.enabled`,
+//!   `consumedUnits`, `servicePlans`): https://learn.microsoft.com/graph/api/subscribedsku-list,
+//!   https://learn.microsoft.com/graph/api/resources/subscribedsku. The Intune API "requires an
+//!   active Intune license for the tenant" (https://learn.microsoft.com/graph/api/resources/intune-graph-overview).
+//! - `GET /organization?$select=id,mobileDeviceManagementAuthority`: v1.0 has the property on the
+//!   organization (`unknown`, `intune`, `sccm`, `office365`; it is returned only when selected):
+//!   https://learn.microsoft.com/graph/api/resources/intune-onboarding-organization?view=graph-rest-1.0,
+//!   https://learn.microsoft.com/graph/api/resources/intune-onboarding-mdmauthority.
+//! - `GET /users?$filter=startswith(userPrincipalName,'{prefix}-')` and `/users/{id}/memberOf`:
+//!   whether the service accounts exist, their licences and groups.
+//! - `GET /identity/conditionalAccess/policies` (`Policy.Read.All`): `state` (`enabled`,
+//!   `disabled`, `enabledForReportingButNotEnforced`), `conditions.users` (`includeUsers` holds
+//!   ids, `All`, `None` or `GuestsOrExternalUsers`; `excludeUsers`, `include/excludeGroups`,
+//!   `include/excludeRoles` hold ids), `grantControls`:
+//!   https://learn.microsoft.com/graph/api/conditionalaccessroot-list-policies,
+//!   https://learn.microsoft.com/graph/api/resources/conditionalaccesspolicy,
+//!   https://learn.microsoft.com/graph/api/resources/conditionalaccessusers.
+//! - `GET /deviceManagement/deviceConfigurations` and, for each
+//!   `windowsUpdateForBusinessConfiguration` (an update ring), `.../{id}/assignments` (each
+//!   `target`'s `@odata.type`, e.g. `allDevicesAssignmentTarget`):
+//!   https://learn.microsoft.com/graph/api/resources/intune-deviceconfig-windowsupdateforbusinessconfiguration,
+//!   https://learn.microsoft.com/graph/api/resources/intune-deviceconfig-deviceconfigurationassignment.
+//! - `GET /policies/identitySecurityDefaultsEnforcementPolicy` (`isEnabled`, `Policy.Read.All`):
+//!   https://learn.microsoft.com/graph/api/identitysecuritydefaultsenforcementpolicy-get.
+//! - `GET /policies/authorizationPolicy` (`allowInvitesFrom`: `none`, `adminsAndGuestInviters`,
+//!   `adminsGuestInvitersAndAllMembers`, `everyone`; a singleton in v1.0, `Policy.Read.All`):
+//!   https://learn.microsoft.com/graph/api/resources/authorizationpolicy.
+//!
+//! A read refused with 403 (a permission not granted) becomes a fail naming it; any other error
+//! is returned, so a throttled preflight is retried rather than judged.
+
+use mdops_core::onboarding::Account;
+use mdops_core::permissions::{ONBOARDING, missing};
+use mdops_core::readiness::{
+    AccountFact, CaPolicy, Report, SkuFact, TenantFacts, UPDATE_RING_TYPE, UpdateRingFact, assess,
+};
+use mdops_core::tenant::Tenant;
+use mdops_graph::{GraphError, Query, TenantGraph, odata_string};
+use serde::Deserialize;
+
+/// Pages read at most from each collection: tenants have a handful of SKUs and service accounts,
+/// tens of policies and configurations; bounded far above that.
+const MAX_PAGES: usize = 20;
+
+#[derive(Debug, Deserialize)]
+struct Collection<T> {
+    value: Vec<T>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Organization {
+    #[serde(default)]
+    mobile_device_management_authority: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct User {
+    id: String,
+    #[serde(default)]
+    user_principal_name: Option<String>,
+    #[serde(default)]
+    assigned_licenses: Vec<AssignedLicence>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AssignedLicence {
+    #[serde(default)]
+    sku_id: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Id {
+    id: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Configuration {
+    id: String,
+    #[serde(default)]
+    display_name: Option<String>,
+    #[serde(rename = "@odata.type", default)]
+    odata_type: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Assignment {
+    #[serde(default)]
+    target: Option<Target>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Target {
+    #[serde(rename = "@odata.type", default)]
+    odata_type: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SecurityDefaults {
+    #[serde(default)]
+    is_enabled: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AuthorizationPolicy {
+    #[serde(default)]
+    allow_invites_from: Option<String>,
+}
+
+/// A read the tenant refused for want of a permission is a finding; anything else an error.
+fn refused<T>(result: Result<T, GraphError>) -> Result<Result<T, String>, GraphError> {
+    match result {
+        Ok(v) => Ok(Ok(v)),
+        Err(e) if e.status() == Some(403) => Ok(Err(e.reason())),
+        Err(e) => Err(e),
+    }
+}
+
+/// Reads the tenant and judges it. GETs only.
+pub async fn check(graph: &TenantGraph, tenant: &Tenant) -> Result<Report, GraphError> {
+    Ok(assess(&read_facts(graph, tenant).await?))
+}
+
+/// Everything the readiness rules judge, read from the tenant.
+pub async fn read_facts(graph: &TenantGraph, tenant: &Tenant) -> Result<TenantFacts, GraphError> {
+    let granted = graph.client().granted_roles(graph.tenant_id()).await?;
+    let missing_permissions = missing(ONBOARDING, &granted)
+        .iter()
+        .map(|r| r.permission.to_string())
+        .collect();
+    let skus: Vec<SkuFact> = graph
+        .list_all(
+            "subscribedSkus",
+            &Query::select(&[
+                "skuId",
+                "skuPartNumber",
+                "capabilityStatus",
+                "prepaidUnits",
+                "consumedUnits",
+                "servicePlans",
+            ]),
+            MAX_PAGES,
+        )
+        .await?;
+    let orgs: Collection<Organization> = graph
+        .get(
+            "organization",
+            &Query::select(&["id", "mobileDeviceManagementAuthority"]),
+        )
+        .await?;
+    let mdm_authority = orgs
+        .value
+        .into_iter()
+        .next()
+        .and_then(|o| o.mobile_device_management_authority);
+    let mut accounts = accounts(graph, tenant).await?;
+    let ca_policies = refused(
+        graph
+            .list_all::<CaPolicy>(
+                "identity/conditionalAccess/policies",
+                &Query::select(&["id", "displayName", "state", "conditions", "grantControls"]),
+                MAX_PAGES,
+            )
+            .await,
+    )?;
+    // Group memberships matter only to policies that name groups.
+    let names_groups = ca_policies.as_ref().is_ok_and(|ps| {
+        ps.iter().any(|p| {
+            p.conditions
+                .users
+                .as_ref()
+                .is_some_and(|u| !u.include_groups.is_empty() || !u.exclude_groups.is_empty())
+        })
+    });
+    if names_groups {
+        for a in accounts.iter_mut() {
+            if let Some(id) = &a.id {
+                let groups: Vec<Id> = graph
+                    .list_all(&format!("users/{id}/memberOf"), &Query::select(&["id"]), MAX_PAGES)
+                    .await?;
+                a.groups = groups.into_iter().map(|g| g.id).collect();
+            }
+        }
+    }
+    let update_rings = refused(update_rings(graph).await)?;
+    let security_defaults_enabled = refused(
+        graph
+            .get::<SecurityDefaults>(
+                "policies/identitySecurityDefaultsEnforcementPolicy",
+                &Query::select(&["id", "isEnabled"]),
+            )
+            .await
+            .map(|p| p.is_enabled),
+    )?;
+    let allow_invites_from = refused(
+        graph
+            .get::<AuthorizationPolicy>(
+                "policies/authorizationPolicy",
+                &Query::select(&["id", "allowInvitesFrom"]),
+            )
+            .await
+            .map(|p| p.allow_invites_from.unwrap_or_else(|| "everyone".into())),
+    )?;
+    Ok(TenantFacts {
+        tenant_id: tenant.tenant_id.to_string(),
+        missing_permissions,
+        skus,
+        mdm_authority,
+        licence_skus: tenant.settings.service_account_skus.clone(),
+        accounts,
+        ca_policies,
+        update_rings,
+        security_defaults_enabled,
+        allow_invites_from,
+    })
+}
+
+/// The six service accounts, with the id, licences of those that exist already (one read: their
+/// UPNs share the account prefix).
+async fn accounts(graph: &TenantGraph, tenant: &Tenant) -> Result<Vec<AccountFact>, GraphError> {
+    let prefix = format!("{}-", tenant.settings.account_prefix);
+    let users: Vec<User> = graph
+        .list_all(
+            "users",
+            &Query::select(&["id", "userPrincipalName", "assignedLicenses"])
+                .filter(format!("startswith(userPrincipalName,{})", odata_string(&prefix))),
+            MAX_PAGES,
+        )
+        .await?;
+    Ok(Account::ALL
+        .into_iter()
+        .map(|account| {
+            let upn = account.upn(tenant);
+            let user = users.iter().find(|u| {
+                u.user_principal_name
+                    .as_deref()
+                    .is_some_and(|n| n.eq_ignore_ascii_case(&upn))
+            });
+            AccountFact {
+                account,
+                upn,
+                id: user.map(|u| u.id.clone()),
+                groups: Vec::new(),
+                licences: user
+                    .map(|u| u.assigned_licenses.iter().filter_map(|l| l.sku_id.clone()).collect())
+                    .unwrap_or_default(),
+            }
+        })
+        .collect())
+}
+
+/// Every update ring with its assignment targets. Device configurations cannot be filtered by
+/// type reliably, so the list is read and the rings picked here.
+async fn update_rings(graph: &TenantGraph) -> Result<Vec<UpdateRingFact>, GraphError> {
+    let all: Vec<Configuration> = graph
+        .list_all(
+            "deviceManagement/deviceConfigurations",
+            &Query::select(&["id", "displayName"]),
+            MAX_PAGES,
+        )
+        .await?;
+    let mut rings = Vec::new();
+    for c in all
+        .into_iter()
+        .filter(|c| c.odata_type.as_deref() == Some(UPDATE_RING_TYPE))
+    {
+        let assignments: Vec<Assignment> = graph
+            .list_all(
+                &format!("deviceManagement/deviceConfigurations/{}/assignments", c.id),
+                &Query::default(),
+                MAX_PAGES,
+            )
+            .await?;
+        rings.push(UpdateRingFact {
+            id: c.id,
+            display_name: c.display_name.unwrap_or_default(),
+            targets: assignments
+                .into_iter()
+                .filter_map(|a| a.target.and_then(|t| t.odata_type))
+                .collect(),
+        });
+    }
+    Ok(rings)
+}
