@@ -1,9 +1,11 @@
 //! `mdops tenants`: the customer tenants this provider manages: add, list, show, remove,
-//! consent-url, check. Credentials are stored by reference and never printed.
+//! consent-url, check (`--readiness`: the readiness check, `mdops_handlers::readiness`).
+//! Credentials are stored by reference and never printed.
 
 use anyhow::{Context as _, Result, bail};
 use clap::{Args, Subcommand};
 use mdops_core::permissions::{MANAGEMENT, ONBOARDING, PROVIDER, Requirement, excess_in_customer};
+use mdops_core::readiness::Verdict;
 use mdops_core::tenant::{
     CredentialRef, Domain, Tenant, TenantId, TenantRegistry, TenantSettings, parse_client_id, parse_usage_location,
 };
@@ -51,10 +53,18 @@ enum TenantsCommand {
         #[arg(long, default_value = "https://localhost/mdops/consented")]
         redirect_uri: String,
     },
-    /// Get a token and compare the granted application permissions with what mdops needs.
+    /// Get a token and compare the granted application permissions with what mdops needs; with
+    /// `--readiness`, the whole readiness check (GETs only; exit code 1 on any fail).
     Check {
         #[arg(long)]
         tenant_id: String,
+        /// Everything a provider must know before onboarding writes anything: licences, MDM
+        /// authority, conditional access, existing update rings, security defaults, guest invites.
+        #[arg(long)]
+        readiness: bool,
+        /// Print the readiness report as JSON.
+        #[arg(long, requires = "readiness")]
+        json: bool,
     },
 }
 
@@ -183,13 +193,20 @@ pub async fn run(args: TenantsArgs, global: &GlobalArgs) -> Result<()> {
                 println!("  {:<48} {}", r.permission, r.purpose);
             }
         }
-        TenantsCommand::Check { tenant_id } => {
+        TenantsCommand::Check {
+            tenant_id,
+            readiness,
+            json,
+        } => {
             let tenant = registry.require(&tenant_id).await?;
             let graph = GraphClient::new(global.graph_config()?)?;
             let source = resolve(&tenant, ports.secrets.as_deref())
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             graph.register_tenant(tenant.tenant_id.as_str(), source)?;
+            if readiness {
+                return check_readiness(&graph, &tenant, json).await;
+            }
             let granted = graph
                 .granted_roles(tenant.tenant_id.as_str())
                 .await
@@ -220,6 +237,76 @@ pub async fn run(args: TenantsArgs, global: &GlobalArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Width of the finding column of the readiness table before it wraps.
+const FINDING_WIDTH: usize = 90;
+
+/// `mdops tenants check --readiness`: the report as a table (or JSON); an error, so exit code 1,
+/// when any check fails.
+async fn check_readiness(graph: &GraphClient, tenant: &Tenant, json: bool) -> Result<()> {
+    let tenant_graph = graph.tenant(tenant.tenant_id.as_str());
+    let report = mdops_handlers::readiness::check(&tenant_graph, tenant)
+        .await
+        .with_context(|| format!("reading tenant {} for the readiness check", tenant.tenant_id))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("readiness of tenant {} ({}):", tenant.tenant_id, tenant.domain);
+        println!("  {:<20} {:<8} finding", "check", "result");
+        for f in &report.findings {
+            let verdict = match f.verdict {
+                Verdict::Pass => "pass",
+                Verdict::Warning => "WARNING",
+                Verdict::Fail => "FAIL",
+            };
+            let mut lines = wrap(&f.summary, FINDING_WIDTH);
+            if let Some(action) = &f.action {
+                lines.extend(wrap(&format!("to do: {action}"), FINDING_WIDTH));
+            }
+            for (i, line) in lines.iter().enumerate() {
+                if i == 0 {
+                    println!("  {:<20} {:<8} {line}", f.check.as_str(), verdict);
+                } else {
+                    println!("  {:<20} {:<8} {line}", "", "");
+                }
+            }
+        }
+        println!(
+            "{} fail(s), {} warning(s), {} pass(es)",
+            report.with(Verdict::Fail).len(),
+            report.with(Verdict::Warning).len(),
+            report.with(Verdict::Pass).len()
+        );
+    }
+    let fails = report.with(Verdict::Fail);
+    if !fails.is_empty() {
+        let names: Vec<&str> = fails.iter().map(|f| f.check.as_str()).collect();
+        bail!(
+            "tenant {} is not ready for onboarding: {} check(s) failed ({}); do what each says, then check again",
+            tenant.tenant_id,
+            fails.len(),
+            names.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// Splits text into lines of at most `width` characters at spaces (a longer word stays whole).
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines = vec![String::new()];
+    for word in text.split_whitespace() {
+        let last = lines.last_mut().expect("one line at least");
+        if !last.is_empty() && last.len() + 1 + word.len() > width {
+            lines.push(word.to_string());
+        } else {
+            if !last.is_empty() {
+                last.push(' ');
+            }
+            last.push_str(word);
+        }
+    }
+    lines
 }
 
 /// Whether the tenant is the provider's own (access settings' `provider_tenant_id`).
