@@ -843,7 +843,10 @@ async fn extension_attributes_are_set_on_create_selected_and_patched_one_at_a_ti
     body["onPremisesExtensionAttributes"] = json!({"extensionAttribute15": "mdops:abc"});
     let (status, created) = graph(&sim, &tok, Method::POST, "/users", Some(body)).await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
-    assert!(created.get("onPremisesExtensionAttributes").is_none(), "not in the default select");
+    assert!(
+        created.get("onPremisesExtensionAttributes").is_none(),
+        "not in the default select"
+    );
     let id = created["id"].as_str().unwrap().to_string();
     let path = format!("/users/{id}?$select=id,onPremisesExtensionAttributes");
     let (_, read) = graph(&sim, &tok, Method::GET, &path, None).await;
@@ -857,7 +860,10 @@ async fn extension_attributes_are_set_on_create_selected_and_patched_one_at_a_ti
     assert_eq!(status, StatusCode::NO_CONTENT);
     let (_, read) = graph(&sim, &tok, Method::GET, &path, None).await;
     assert_eq!(read["onPremisesExtensionAttributes"]["extensionAttribute1"], "Sales");
-    assert_eq!(read["onPremisesExtensionAttributes"]["extensionAttribute15"], "mdops:abc", "others kept");
+    assert_eq!(
+        read["onPremisesExtensionAttributes"]["extensionAttribute15"], "mdops:abc",
+        "others kept"
+    );
 
     for bad in [
         json!({"extensionAttribute16": "x"}),
