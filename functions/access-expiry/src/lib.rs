@@ -72,13 +72,29 @@ impl Function {
 
     /// Either trigger's event: an SQS batch answers its partial failures, a schedule its report.
     pub async fn handle(&self, event: Value) -> Result<Value, FunctionError> {
-        let not_understood = |e: serde_json::Error| FunctionError::new("EventNotUnderstood", &e);
+        match Event::decode(event)? {
+            Event::Access(sqs) => Ok(serde_json::json!(self.work(sqs).await)),
+            Event::Tick(scheduled) => Ok(serde_json::json!(self.tick(scheduled).await?)),
+        }
+    }
+}
+
+/// What invoked the function, told apart by shape (`Records` is an SQS event).
+#[derive(Debug)]
+pub enum Event {
+    /// A batch from the access queue.
+    Access(SqsEvent),
+    /// The one-minute schedule.
+    Tick(EventBridgeEvent<Value>),
+}
+
+impl Event {
+    /// Decodes an invocation's payload (`mdops.EventNotUnderstood` naming the field at fault).
+    pub fn decode(event: Value) -> Result<Event, FunctionError> {
         if event.get("Records").is_some() {
-            let sqs: SqsEvent = serde_json::from_value(event).map_err(not_understood)?;
-            Ok(serde_json::json!(self.work(sqs).await))
+            Ok(Event::Access(mdops_lambda::decode_event(event)?))
         } else {
-            let scheduled: EventBridgeEvent<Value> = serde_json::from_value(event).map_err(not_understood)?;
-            Ok(serde_json::json!(self.tick(scheduled).await?))
+            Ok(Event::Tick(mdops_lambda::decode_event(event)?))
         }
     }
 }

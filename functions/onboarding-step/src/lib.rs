@@ -53,7 +53,7 @@ impl Function {
 
     /// Either trigger's event: an SQS batch answers its partial failures, a schedule its count.
     pub async fn handle(&self, event: serde_json::Value) -> Result<serde_json::Value, FunctionError> {
-        match Event::decode(event).map_err(|e| FunctionError::new("EventNotUnderstood", &e))? {
+        match Event::decode(event)? {
             Event::Steps(sqs) => Ok(json!(self.work(sqs).await)),
             Event::Schedule => {
                 let resent = self
@@ -80,10 +80,10 @@ pub enum Event {
 }
 
 impl Event {
-    /// Decodes an invocation's payload.
-    pub fn decode(event: serde_json::Value) -> Result<Event, serde_json::Error> {
+    /// Decodes an invocation's payload (`mdops.EventNotUnderstood` naming the field at fault).
+    pub fn decode(event: serde_json::Value) -> Result<Event, FunctionError> {
         if event.get("Records").is_some() {
-            Ok(Event::Steps(serde_json::from_value(event)?))
+            Ok(Event::Steps(mdops_lambda::decode_event(event)?))
         } else {
             Ok(Event::Schedule)
         }

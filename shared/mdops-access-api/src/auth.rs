@@ -221,7 +221,7 @@ fn segment<T: serde::de::DeserializeOwned>(token: &str, index: usize, what: &str
     let bytes = URL_SAFE_NO_PAD
         .decode(part.trim_end_matches('='))
         .map_err(|_| AuthError::Malformed(format!("{what} is not base64url")))?;
-    serde_json::from_slice(&bytes).map_err(|e| AuthError::Malformed(format!("{what} is not the expected JSON: {e}")))
+    mdops_core::json::from_slice(&bytes).map_err(|e| AuthError::Malformed(format!("{what}: {e}")))
 }
 
 impl JwtValidator {
@@ -308,6 +308,10 @@ impl JwtValidator {
         if unverified.oid.as_deref().is_none_or(|o| o.trim().is_empty()) {
             return Err(AuthError::MissingClaim("oid"));
         }
+        // The verifier decodes the whole header and payload again, with errors that name no
+        // field; decoding them here first names it (found by tests/fuzz.rs).
+        segment::<jsonwebtoken::Header>(token, 0, "header")?;
+        segment::<Claims>(token, 1, "payload")?;
         let key = self.key(&tid, &kid).await?;
         let mut validation = Validation::new(Algorithm::RS256);
         validation.algorithms = vec![Algorithm::RS256];
@@ -323,7 +327,9 @@ impl JwtValidator {
             ErrorKind::InvalidAudience => AuthError::WrongAudience,
             ErrorKind::InvalidAlgorithm => AuthError::Algorithm(alg.clone()),
             ErrorKind::MissingRequiredClaim(c) => AuthError::Malformed(format!("claim {c} is missing")),
-            other => AuthError::Malformed(format!("{other:?}")),
+            // (serde_json skips an unread field without checking its UTF-8; the verifier reads it.)
+            ErrorKind::Json(j) => AuthError::Malformed(format!("header or payload is not JSON ({j})")),
+            _ => AuthError::Malformed(e.to_string()),
         })?;
         let claims = data.claims;
         // Again on the verified payload (the same bytes, so this only guards against a change above).

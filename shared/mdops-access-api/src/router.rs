@@ -140,7 +140,8 @@ impl FromRequestParts<ApiState> for Authed {
 
 fn parse<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
     let body: &[u8] = if body.is_empty() { b"{}" } else { body };
-    serde_json::from_slice(body).map_err(|e| ApiError(StatusCode::BAD_REQUEST, json!({"error": format!("body: {e}")})))
+    mdops_core::json::from_slice(body)
+        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, json!({"error": format!("body: {e}")})))
 }
 
 #[derive(Deserialize, Default)]

@@ -736,9 +736,9 @@ impl AccessRequest {
     }
 
     fn from_record(record: &Record) -> Result<AccessRequest, StoreError> {
-        serde_json::from_value(record.body.clone()).map_err(|e| StoreError::Corrupt {
+        crate::json::from_value(record.body.clone()).map_err(|reason| StoreError::Corrupt {
             key: record.key.clone(),
-            reason: e.to_string(),
+            reason,
         })
     }
 }
@@ -865,9 +865,9 @@ impl<'a> AccessRequests<'a> {
         let records = self.store.due(OUTBOX_DUE_KIND, now, limit).await?;
         let mut due = Vec::with_capacity(records.len());
         for r in records {
-            match serde_json::from_value(r.body.clone()) {
+            match crate::json::from_value(r.body.clone()) {
                 Ok(message) => due.push(OutboxEntry { key: r.key, message }),
-                Err(e) => crate::quarantine::quarantine(self.store, &r, &e.to_string(), now).await?,
+                Err(e) => crate::quarantine::quarantine(self.store, &r, &e, now).await?,
             }
         }
         Ok(due)
@@ -1003,9 +1003,9 @@ pub struct OutboxEntry {
 /// Reads the access settings (defaults when none were saved).
 pub async fn load_settings(store: &dyn Store) -> Result<AccessSettings, StoreError> {
     match store.get(&settings_key()).await? {
-        Some(record) => serde_json::from_value(record.body.clone()).map_err(|e| StoreError::Corrupt {
+        Some(record) => crate::json::from_value(record.body.clone()).map_err(|reason| StoreError::Corrupt {
             key: record.key.clone(),
-            reason: e.to_string(),
+            reason,
         }),
         None => Ok(AccessSettings::default()),
     }
@@ -1054,8 +1054,10 @@ pub enum AccessWork {
 }
 
 /// A message on the access queue: one side effect of one request.
-// No `deny_unknown_fields`: serde does not support it together with `flatten`.
+// Decoded through `AccessMessageWire`: serde's `flatten` of the tagged `work` said "expected
+// variant identifier" for a bad `action`, naming no field (found by tests/fuzz_messages.rs).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "AccessMessageWire")]
 pub struct AccessMessage {
     pub v: u64,
     /// Always `access.work`.
@@ -1065,6 +1067,41 @@ pub struct AccessMessage {
     pub tenant_id: TenantId,
     #[serde(flatten)]
     pub work: AccessWork,
+}
+
+/// [`AccessMessage`] as it is on the queue (`work` flattened to `action` and `mail`).
+#[derive(Deserialize)]
+struct AccessMessageWire {
+    v: u64,
+    kind: String,
+    request_id: String,
+    tenant_id: TenantId,
+    action: String,
+    #[serde(default)]
+    mail: Option<MailKind>,
+}
+
+impl TryFrom<AccessMessageWire> for AccessMessage {
+    type Error = String;
+    fn try_from(w: AccessMessageWire) -> Result<Self, String> {
+        let work = match w.action.as_str() {
+            "mail" => AccessWork::Mail {
+                mail: w
+                    .mail
+                    .ok_or("mail: missing (the action \"mail\" needs the mail to send)")?,
+            },
+            "elevate" => AccessWork::Elevate,
+            "remove" => AccessWork::Remove,
+            other => return Err(format!("action: {other:?} is not one of mail, elevate, remove")),
+        };
+        Ok(AccessMessage {
+            v: w.v,
+            kind: w.kind,
+            request_id: w.request_id,
+            tenant_id: w.tenant_id,
+            work,
+        })
+    }
 }
 
 impl AccessMessage {

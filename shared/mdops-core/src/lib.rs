@@ -22,6 +22,7 @@
 //! - [`readiness`]: the readiness check's rules: findings (pass / warning / fail, what to do) from
 //!   what the handlers read of a tenant before onboarding writes anything.
 //! - [`secrets`]: the secret-store port (`aws-secret:ARN` credential references).
+//! - [`json`]: decoding outside JSON with errors that name the field at fault.
 //! - [`message`]: versioned, validated decoding of queue messages; [`outcome`]: what a handler returns.
 //! - `contract` (feature `contract`): the one generic test suite both adapters must pass.
 //!
@@ -35,6 +36,7 @@ pub mod budget;
 pub mod contract;
 pub mod crash_point;
 pub mod errors;
+pub mod json;
 pub mod licences;
 pub mod message;
 pub mod onboarding;

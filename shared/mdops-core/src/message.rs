@@ -68,7 +68,7 @@ pub fn decode<M: Message>(body: &str) -> Result<M, DecodeError> {
         }
         None => return Err(fail("kind: missing".into())),
     }
-    let message: M = serde_json::from_value(value.clone()).map_err(|e| fail(e.to_string()))?;
+    let message: M = crate::json::from_value(value.clone()).map_err(fail)?;
     message.validate().map_err(fail)?;
     Ok(message)
 }

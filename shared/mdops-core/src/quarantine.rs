@@ -88,9 +88,9 @@ pub async fn list(store: &dyn Store, limit: usize) -> Result<Vec<Quarantined>, S
     records
         .iter()
         .map(|r| {
-            serde_json::from_value(r.body.clone()).map_err(|e| StoreError::Corrupt {
+            crate::json::from_value(r.body.clone()).map_err(|reason| StoreError::Corrupt {
                 key: r.key.clone(),
-                reason: e.to_string(),
+                reason,
             })
         })
         .collect()

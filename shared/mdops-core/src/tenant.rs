@@ -785,9 +785,9 @@ impl<'a> TenantRegistry<'a> {
 }
 
 fn decode(record: &Record) -> Result<Tenant, StoreError> {
-    serde_json::from_value(record.body.clone()).map_err(|e| StoreError::Corrupt {
+    crate::json::from_value(record.body.clone()).map_err(|reason| StoreError::Corrupt {
         key: record.key.clone(),
-        reason: e.to_string(),
+        reason,
     })
 }
 

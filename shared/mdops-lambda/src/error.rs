@@ -42,6 +42,15 @@ impl<E: ErrorType + 'static> From<E> for FunctionError {
     }
 }
 
+/// Decodes an invocation's payload as `T` (what the runtime does for a typed handler, with the same
+/// path-naming decoder): `mdops.EventNotUnderstood` naming the field at fault.
+pub fn decode_event<T: serde::de::DeserializeOwned>(event: serde_json::Value) -> Result<T, FunctionError> {
+    mdops_core::json::from_value(event).map_err(|problem| FunctionError {
+        error_type: format!("{ERROR_TYPE_PREFIX}EventNotUnderstood"),
+        message: format!("event: {problem}"),
+    })
+}
+
 impl fmt::Display for FunctionError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.error_type, self.message)

@@ -18,5 +18,5 @@ pub mod logging;
 
 pub use batch::{received, sqs_batch};
 pub use environment::{PREFIX_ENV, SIM_URL_ENV, StartupError, deps_from, deps_from_env};
-pub use error::{ErrorType, FunctionError, started};
+pub use error::{ErrorType, FunctionError, decode_event, started};
 pub use logging::init_logging;

@@ -59,9 +59,9 @@ impl<'a> Guests<'a> {
         let Some(record) = self.store.get(&guest_key(tenant, person)).await? else {
             return Ok(None);
         };
-        let guest = serde_json::from_value(record.body.clone()).map_err(|e| StoreError::Corrupt {
+        let guest = crate::json::from_value(record.body.clone()).map_err(|reason| StoreError::Corrupt {
             key: record.key.clone(),
-            reason: e.to_string(),
+            reason,
         })?;
         Ok(Some((guest, record.version)))
     }
@@ -73,9 +73,9 @@ impl<'a> Guests<'a> {
             .await?
             .into_iter()
             .map(|r| {
-                serde_json::from_value(r.body.clone()).map_err(|e| StoreError::Corrupt {
+                crate::json::from_value(r.body.clone()).map_err(|reason| StoreError::Corrupt {
                     key: r.key.clone(),
-                    reason: e.to_string(),
+                    reason,
                 })
             })
             .collect()

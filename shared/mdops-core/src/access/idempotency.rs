@@ -49,11 +49,11 @@ pub async fn find(
     let Some(record) = store.get(&key(person, idempotency_key)).await? else {
         return Ok(None);
     };
-    serde_json::from_value(record.body.clone())
+    crate::json::from_value(record.body.clone())
         .map(Some)
-        .map_err(|e| StoreError::Corrupt {
+        .map_err(|reason| StoreError::Corrupt {
             key: record.key.clone(),
-            reason: e.to_string(),
+            reason,
         })
 }
 

@@ -90,6 +90,13 @@ pub struct TenantEnrolled {
     pub requested_by: Option<String>,
 }
 
+impl TenantEnrolled {
+    /// Decodes an enrollment event's `detail`; the error names the field (`detail: tenant_id: ...`).
+    pub fn from_detail(detail: serde_json::Value) -> Result<TenantEnrolled, String> {
+        crate::json::from_value(detail).map_err(|e| format!("detail: {e}"))
+    }
+}
+
 /// The `detail-type` of enrollment events.
 pub const TENANT_ENROLLED: &str = "TenantEnrolled";
 

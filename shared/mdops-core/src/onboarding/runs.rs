@@ -257,9 +257,9 @@ fn to_value<T: Serialize>(v: &T) -> serde_json::Value {
 }
 
 fn decode<T: for<'de> Deserialize<'de>>(record: &Record) -> Result<T, StoreError> {
-    serde_json::from_value(record.body.clone()).map_err(|e| StoreError::Corrupt {
+    crate::json::from_value(record.body.clone()).map_err(|reason| StoreError::Corrupt {
         key: record.key.clone(),
-        reason: e.to_string(),
+        reason,
     })
 }
 

@@ -58,10 +58,11 @@ impl Attempts {
         let key = key_of(message);
         let prior = match store.get(&key).await? {
             Some(record) => {
-                let parsed: AttemptRecord = serde_json::from_value(record.body).map_err(|e| StoreError::Corrupt {
-                    key: key.clone(),
-                    reason: e.to_string(),
-                })?;
+                let parsed: AttemptRecord =
+                    mdops_core::json::from_value(record.body).map_err(|reason| StoreError::Corrupt {
+                        key: key.clone(),
+                        reason,
+                    })?;
                 Some((parsed, record.version))
             }
             None => None,

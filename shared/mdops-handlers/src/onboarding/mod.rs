@@ -76,7 +76,7 @@ pub async fn handle_enrollment_event(detail: &serde_json::Value, deps: &Deps) ->
     let tenant = detail.get("tenant_id").and_then(|t| t.as_str()).map(str::to_string);
     let refuse =
         |reason: String| Disposition::DeadLetter(failure(reason, tenant.clone(), Some("enroll".into()), 0, deps));
-    let event: TenantEnrolled = match serde_json::from_value(detail.clone()) {
+    let event = match TenantEnrolled::from_detail(detail.clone()) {
         Ok(e) => e,
         Err(e) => return refuse(format!("malformed {TENANT_ENROLLED} event: {e}")),
     };
