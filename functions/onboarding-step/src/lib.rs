@@ -2,12 +2,10 @@
 //! - the onboarding SQS queue: [`Function::work`] runs each record through the same step handler as
 //!   the embedded worker (`mdops_handlers::worker::handle_onboarding_queue`: onboarding steps and
 //!   device ring chunks) and reports partial batch failures, so one throttled step or chunk never
-//!   re-delivers the others;
+//!   re-delivers the others; ring chunks and catalogue apps, planned by the ring-assignment
+//!   function's schedule, are worked here too (`kind` tells them apart);
 //! - an EventBridge schedule (every minute): [`Function::reconcile`] re-sends steps whose deadline
-//!   passed (a message lost, a holder that died) and, once an hour (a claim in the table), plans
-//!   the device ring sync of every tenant, as the embedded worker's ticker does. The ring work
-//!   needs nothing this function does not already have (the onboarding queue, the table, the
-//!   tenants' Graph credentials), so it adds no function and no build.
+//!   passed (a message lost, a holder that died).
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use mdops_core::queue::QueueName;
@@ -45,12 +43,6 @@ impl Function {
         mdops_handlers::onboarding::resend_overdue(&self.deps, OVERDUE_PER_RUN).await
     }
 
-    /// The hourly device ring sync, when due: the ring chunks sent (`None`: not due).
-    pub async fn ring_sync(&self) -> Result<Option<usize>, mdops_core::store::StoreError> {
-        let reports = mdops_handlers::rings::sync::sync_if_due(&self.deps).await?;
-        Ok(reports.map(|r| r.iter().map(|s| s.messages).sum()))
-    }
-
     /// Either trigger's event: an SQS batch answers its partial failures, a schedule its count.
     pub async fn handle(&self, event: serde_json::Value) -> Result<serde_json::Value, FunctionError> {
         match Event::decode(event)? {
@@ -60,11 +52,7 @@ impl Function {
                     .reconcile()
                     .await
                     .map_err(|e| FunctionError::new("ReconcileFailed", &e))?;
-                let ring_chunks = self
-                    .ring_sync()
-                    .await
-                    .map_err(|e| FunctionError::new("RingSyncFailed", &e))?;
-                Ok(json!({ "resent": resent, "ring_chunks": ring_chunks }))
+                Ok(json!({ "resent": resent }))
             }
         }
     }

@@ -1,6 +1,6 @@
-//! Device ring assignment on the AWS path against the emulator: the onboarding-step function's
+//! Device ring assignment on the AWS path against the emulator: the ring-assignment function's
 //! schedule plans the hourly sync (claim in DynamoDB), the chunks travel on the real SQS queue and
-//! the function works them (Lambda's delete-on-success played by the test), Graph calls go to the
+//! the onboarding-step function works them (Lambda's delete-on-success played by the test), Graph calls go to the
 //! simulated tenant with 5,000 Windows devices. One Broad chunk is throttled once: only it comes
 //! back. The SQLite run of the same is `shared/mdops-handlers/tests/rings.rs`.
 
@@ -19,7 +19,8 @@ use mdops_graph::{GraphClient, GraphConfig};
 use mdops_handlers::Deps;
 use mdops_handlers::reach::TenantReach;
 use mdops_handlers::rings::{ring_group, show::show, sync::sync};
-use onboarding_step::Function;
+use onboarding_step::Function as Steps;
+use ring_assignment::Function as Schedule;
 use serde_json::Value;
 use tenant_sim::SimClient;
 use tenant_sim::faults::{FaultAction, FaultSpec};
@@ -37,6 +38,17 @@ fn binds(r: &RequestLogEntry) -> Vec<String> {
         .and_then(Value::as_array)
         .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
         .unwrap_or_default()
+}
+
+/// One run of the ring-assignment schedule: the ring chunks it sent (`None`: not due).
+async fn ring_sync(schedule: &Schedule) -> Option<usize> {
+    let event = ring_assignment::decode(serde_json::json!({
+        "version": "0", "id": "1", "detail-type": "Scheduled Event", "source": "aws.events",
+        "account": "123456789012", "time": "2026-12-04T19:00:00Z", "region": "eu-west-1",
+        "resources": [], "detail": {}
+    }))
+    .unwrap();
+    schedule.tick(event).await.unwrap().ring_chunks
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -94,10 +106,11 @@ async fn five_thousand_devices_are_placed_through_sqs_and_dynamodb_and_a_second_
     let source = EventSource::new(&sdk, urls[&QueueName::Onboarding].source.clone(), 30);
 
     // The schedule: the first pass only starts the clock; an hour later it plans the sync.
-    let function = Function { deps: deps.clone() };
-    assert_eq!(function.ring_sync().await.unwrap(), None);
+    let function = Steps { deps: deps.clone() };
+    let schedule = Schedule { deps: deps.clone() };
+    assert_eq!(ring_sync(&schedule).await, None);
     let later = chrono::Utc::now() + chrono::Duration::minutes(61);
-    let an_hour_on = Function {
+    let an_hour_on = Schedule {
         deps: Deps {
             clock: Arc::new(move || later),
             ..deps.clone()
@@ -122,11 +135,11 @@ async fn five_thousand_devices_are_placed_through_sqs_and_dynamodb_and_a_second_
         .unwrap();
     let before = control.counts(&tid).await.unwrap()["memberships"];
     let started = Instant::now();
-    let chunks = an_hour_on.ring_sync().await.unwrap();
+    let chunks = ring_sync(&an_hour_on).await;
     assert_eq!(chunks, Some(WINDOWS.div_ceil(MAX_MEMBERS_PER_REQUEST) + 1));
     let planned = started.elapsed();
     // Not due again within the hour.
-    assert_eq!(an_hour_on.ring_sync().await.unwrap(), None);
+    assert_eq!(ring_sync(&an_hour_on).await, None);
 
     let deadline = Instant::now() + WORK_WITHIN;
     let mut members = before;
