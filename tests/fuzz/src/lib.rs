@@ -8,11 +8,15 @@
 //! [`DEFAULT_CASES`], small enough for CI on two cores).
 
 use proptest::prelude::*;
-use proptest::test_runner::Config;
+use proptest::test_runner::{Config, RngSeed};
 use serde_json::{Map, Value};
 
 /// Environment variable: cases per property (e.g. `MDOPS_FUZZ_CASES=10000` for a long run).
 pub const CASES_ENV: &str = "MDOPS_FUZZ_CASES";
+/// Environment variable: the seed (a number, or `random`); fixed by default so CI is repeatable.
+pub const SEED_ENV: &str = "MDOPS_FUZZ_SEED";
+/// The seed when [`SEED_ENV`] is not set.
+pub const DEFAULT_SEED: u64 = 14;
 /// Cases per property when [`CASES_ENV`] is not set.
 pub const DEFAULT_CASES: u32 = 256;
 /// Length of a "huge" string: far past any field's sensible size, still quick to decode.
@@ -28,8 +32,14 @@ pub fn config() -> Config {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(DEFAULT_CASES);
+    let rng_seed = match std::env::var(SEED_ENV).ok().as_deref() {
+        Some("random") => RngSeed::Random,
+        Some(n) => n.parse().map(RngSeed::Fixed).unwrap_or(RngSeed::Fixed(DEFAULT_SEED)),
+        None => RngSeed::Fixed(DEFAULT_SEED),
+    };
     Config {
         cases,
+        rng_seed,
         failure_persistence: None,
         ..Config::default()
     }
@@ -69,6 +79,9 @@ pub struct Mutated {
     pub bytes: Vec<u8>,
     /// The name of the field broken (the last key on its path).
     pub field: Option<String>,
+    /// The keys on the broken field's path, outermost first (an error may name the object that
+    /// holds the field: serde reports a bad field of an internally tagged enum at the enum).
+    pub path: Vec<String>,
     /// Every key of the valid input (what a damaged text's error may name).
     pub keys: Vec<String>,
 }
@@ -205,10 +218,25 @@ pub fn apply(valid: &Value, mutation: Mutation) -> Mutated {
         }
         _ => {}
     }
+    let path = match &mutation {
+        Mutation::Drop(p)
+        | Mutation::Rename(p, _)
+        | Mutation::WrongType(p, _)
+        | Mutation::Huge(p)
+        | Mutation::Nest(p, _) => p
+            .iter()
+            .filter_map(|s| match s {
+                Seg::Key(k) => Some(k.clone()),
+                Seg::Index(_) => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
     Mutated {
         mutation,
         bytes,
         field,
+        path,
         keys: keys(valid),
     }
 }
@@ -287,7 +315,9 @@ pub fn check<T>(input: &Mutated, result: &Result<T, String>) -> Result<(), TestC
     let not_json = message.contains("not JSON") || message.contains("not a JSON");
     match &input.field {
         Some(field) => prop_assert!(
-            names(message, field) || (not_json && matches!(input.mutation, Mutation::Nest(_, DEEP))),
+            names(message, field)
+                || input.path.iter().any(|k| names(message, &format!("{k}:")))
+                || (not_json && matches!(input.mutation, Mutation::Nest(_, DEEP))),
             "error does not name the field {field:?} ({:?}): {message}",
             short(&input.mutation)
         ),
