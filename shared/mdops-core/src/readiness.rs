@@ -315,6 +315,8 @@ pub struct UpdateRingFact {
 #[derive(Debug, Clone)]
 pub struct TenantFacts {
     pub tenant_id: String,
+    /// The organization's object id (absent if the tenant answered with none).
+    pub organization_id: Option<String>,
     /// Onboarding permissions not granted (by permission name).
     pub missing_permissions: Vec<String>,
     pub skus: Vec<SkuFact>,
@@ -669,6 +671,7 @@ mod tests {
     fn clean() -> TenantFacts {
         TenantFacts {
             tenant_id: "t".into(),
+            organization_id: Some("org".into()),
             missing_permissions: Vec::new(),
             skus: vec![SkuFact {
                 sku_id: Some("e5".into()),

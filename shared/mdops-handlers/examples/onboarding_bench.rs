@@ -151,7 +151,11 @@ fn lower_bound() -> (usize, usize) {
     let mut writes = 0;
     for step in plan() {
         match step.kind {
-            StepKind::Preflight => reads += 3, // token, subscribedSkus (Intune licence), organization
+            // Token, then the readiness check's reads on a fresh tenant: subscribedSkus,
+            // organization, the service accounts, conditional access policies, device
+            // configurations (no update ring, so no assignments), security defaults, authorization
+            // policy.
+            StepKind::Preflight => reads += 8,
             StepKind::MdmAuthority => {
                 reads += 1;
                 writes += 1
@@ -182,7 +186,9 @@ fn lower_bound() -> (usize, usize) {
 /// implementation makes them: the wall time a perfect scheduler needs is that times the latency.
 fn critical_path_calls() -> usize {
     let calls = |k: &StepKind| match k {
-        StepKind::Preflight => 3,
+        // Token, then the readiness reads sent together (device configurations then, with an
+        // update ring, its assignments).
+        StepKind::Preflight => 2,
         StepKind::MdmAuthority => 2,
         StepKind::Account(_) | StepKind::Group(_) | StepKind::GroupDescription(_) => 2,
         StepKind::DirectoryRoles => 1 + mdops_core::onboarding::DirectoryRole::ALL.len(),

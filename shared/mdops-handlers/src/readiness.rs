@@ -54,6 +54,7 @@ struct Collection<T> {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Organization {
+    id: String,
     #[serde(default)]
     mobile_device_management_authority: Option<String>,
 }
@@ -137,41 +138,51 @@ pub async fn read_facts(graph: &TenantGraph, tenant: &Tenant) -> Result<TenantFa
         .iter()
         .map(|r| r.permission.to_string())
         .collect();
-    let skus: Vec<SkuFact> = graph
-        .list_all(
-            "subscribedSkus",
-            &Query::select(&[
-                "skuId",
-                "skuPartNumber",
-                "capabilityStatus",
-                "prepaidUnits",
-                "consumedUnits",
-                "servicePlans",
-            ]),
-            MAX_PAGES,
-        )
-        .await?;
-    let orgs: Collection<Organization> = graph
-        .get(
-            "organization",
-            &Query::select(&["id", "mobileDeviceManagementAuthority"]),
-        )
-        .await?;
-    let mdm_authority = orgs
-        .value
-        .into_iter()
-        .next()
-        .and_then(|o| o.mobile_device_management_authority);
-    let mut accounts = accounts(graph, tenant).await?;
-    let ca_policies = refused(
-        graph
-            .list_all::<CaPolicy>(
-                "identity/conditionalAccess/policies",
-                &Query::select(&["id", "displayName", "state", "conditions", "grantControls"]),
-                MAX_PAGES,
+    // The reads do not depend on each other: sent together, so preflight's critical path is the
+    // token plus the longest chain (policies then memberships, or configurations then assignments).
+    let sku_query = Query::select(&[
+        "skuId",
+        "skuPartNumber",
+        "capabilityStatus",
+        "prepaidUnits",
+        "consumedUnits",
+        "servicePlans",
+    ]);
+    let org_query = Query::select(&["id", "mobileDeviceManagementAuthority"]);
+    let ca_query = Query::select(&["id", "displayName", "state", "conditions", "grantControls"]);
+    let defaults_query = Query::select(&["id", "isEnabled"]);
+    let authz_query = Query::select(&["id", "allowInvitesFrom"]);
+    let (skus, orgs, accounts, ca_policies, update_rings, security_defaults, authorization) = futures::try_join!(
+        graph.list_all::<SkuFact>("subscribedSkus", &sku_query, MAX_PAGES),
+        graph.get::<Collection<Organization>>("organization", &org_query),
+        accounts(graph, tenant),
+        async {
+            refused(
+                graph
+                    .list_all::<CaPolicy>("identity/conditionalAccess/policies", &ca_query, MAX_PAGES)
+                    .await,
             )
-            .await,
+        },
+        async { refused(update_rings(graph).await) },
+        async {
+            refused(
+                graph
+                    .get::<SecurityDefaults>("policies/identitySecurityDefaultsEnforcementPolicy", &defaults_query)
+                    .await,
+            )
+        },
+        async {
+            refused(
+                graph
+                    .get::<AuthorizationPolicy>("policies/authorizationPolicy", &authz_query)
+                    .await,
+            )
+        },
     )?;
+    let mut accounts = accounts;
+    let org = orgs.value.into_iter().next();
+    let organization_id = org.as_ref().map(|o| o.id.clone());
+    let mdm_authority = org.and_then(|o| o.mobile_device_management_authority);
     // Group memberships matter only to policies that name groups.
     let names_groups = ca_policies.as_ref().is_ok_and(|ps| {
         ps.iter().any(|p| {
@@ -191,27 +202,9 @@ pub async fn read_facts(graph: &TenantGraph, tenant: &Tenant) -> Result<TenantFa
             }
         }
     }
-    let update_rings = refused(update_rings(graph).await)?;
-    let security_defaults_enabled = refused(
-        graph
-            .get::<SecurityDefaults>(
-                "policies/identitySecurityDefaultsEnforcementPolicy",
-                &Query::select(&["id", "isEnabled"]),
-            )
-            .await
-            .map(|p| p.is_enabled),
-    )?;
-    let allow_invites_from = refused(
-        graph
-            .get::<AuthorizationPolicy>(
-                "policies/authorizationPolicy",
-                &Query::select(&["id", "allowInvitesFrom"]),
-            )
-            .await
-            .map(|p| p.allow_invites_from.unwrap_or_else(|| "everyone".into())),
-    )?;
     Ok(TenantFacts {
         tenant_id: tenant.tenant_id.to_string(),
+        organization_id,
         missing_permissions,
         skus,
         mdm_authority,
@@ -219,8 +212,8 @@ pub async fn read_facts(graph: &TenantGraph, tenant: &Tenant) -> Result<TenantFa
         accounts,
         ca_policies,
         update_rings,
-        security_defaults_enabled,
-        allow_invites_from,
+        security_defaults_enabled: security_defaults.map(|p| p.is_enabled),
+        allow_invites_from: authorization.map(|p| p.allow_invites_from.unwrap_or_else(|| "everyone".into())),
     })
 }
 

@@ -13,10 +13,10 @@
 
 use mdops_core::outcome::StepOutcome;
 use mdops_core::permissions::{ONBOARDING, excess_in_customer, missing};
-use mdops_core::readiness::Verdict;
-use mdops_graph::{GraphError, Query};
+use mdops_core::readiness::{Verdict, assess};
+use mdops_graph::GraphError;
 
-use super::{Collection, StepContext};
+use super::StepContext;
 use crate::readiness;
 
 pub async fn run(ctx: &StepContext<'_>) -> Result<StepOutcome, GraphError> {
@@ -47,7 +47,8 @@ pub async fn run(ctx: &StepContext<'_>) -> Result<StepOutcome, GraphError> {
     }
     // The readiness check (GETs only): a fail stops onboarding here, before any write, naming
     // each thing that is not ready and what to do; warnings are logged and recorded.
-    let report = readiness::check(ctx.graph, ctx.tenant).await?;
+    let facts = readiness::read_facts(ctx.graph, ctx.tenant).await?;
+    let report = assess(&facts);
     let fails = report.with(Verdict::Fail);
     if !fails.is_empty() {
         let named: Vec<String> = fails
@@ -71,18 +72,14 @@ pub async fn run(ctx: &StepContext<'_>) -> Result<StepOutcome, GraphError> {
     for w in report.with(Verdict::Warning) {
         tracing::warn!(tenant = %ctx.tenant.tenant_id, check = w.check.as_str(), summary = %w.summary, "readiness warning");
     }
-    let orgs: Collection<super::Named> = ctx
-        .graph
-        .get("organization", &Query::select(&["id", "displayName"]))
-        .await?;
-    let Some(org) = orgs.value.first() else {
+    let Some(org_id) = facts.organization_id else {
         return Ok(StepOutcome::failed(format!(
             "tenant {} answered with no organization",
             ctx.tenant.tenant_id
         )));
     };
     Ok(StepOutcome::done(serde_json::json!({
-        "id": org.id,
+        "id": org_id,
         "granted": granted,
         "excess": excess,
         "readiness": report.problems(),
