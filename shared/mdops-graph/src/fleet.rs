@@ -15,12 +15,14 @@
 //! absorbs clock skew between hosts and the time from the take to Graph reading the request.
 //!
 //! Cost: one store write per Graph request (a `$batch` takes its items' permits in one write),
-//! plus one per refused take; a refused take waits for the next slot, so a waiting request costs
-//! at most one extra write per slot. A store failure fails closed: the request is not sent and
+//! plus one per refused take; a refused take waits for the next slot, and the process's other
+//! waiters for the same tenant skip a slot it was refused, so refused writes are at most one per
+//! process, tenant and slot while the tenant is at its quota. A store failure fails closed: the request is not sent and
 //! the caller gets [`GraphError::Budget`], a transient error retried later from the queue.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use mdops_core::budget::{BudgetSlot, Charge, Grant, RequestBudget};
@@ -85,11 +87,20 @@ pub struct FleetStats {
     pub granted: u64,
 }
 
+/// A tenant and the counters one take charges (`all,intune_writes`).
+type TakeKey = (String, String);
+
 /// The shared budget as the client holds it.
 pub struct FleetBudget {
     budget: Arc<dyn RequestBudget>,
     takes: AtomicU64,
     granted: AtomicU64,
+    /// The last slot this process was refused, per tenant and set of counters: the process's
+    /// other waiters skip that slot instead of each paying a refused write.
+    full: Mutex<HashMap<TakeKey, i64>>,
+    /// One take in flight per tenant and set of counters in this process: waiters queue here,
+    /// so after one refusal the rest of the queue skips the slot without a write.
+    in_flight: Mutex<HashMap<TakeKey, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl std::fmt::Debug for FleetBudget {
@@ -110,6 +121,8 @@ impl FleetBudget {
             budget,
             takes: AtomicU64::new(0),
             granted: AtomicU64::new(0),
+            full: Mutex::new(HashMap::new()),
+            in_flight: Mutex::new(HashMap::new()),
         }
     }
 
@@ -164,18 +177,38 @@ impl FleetBudget {
                 ),
             });
         }
+        let full_key = (
+            tenant.to_string(),
+            charges.iter().map(|c| c.counter.as_str()).collect::<Vec<_>>().join(","),
+        );
+        let known_full = |index: i64| {
+            self.full
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&full_key)
+                .is_some_and(|&f| f >= index)
+        };
+        let turn = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(full_key.clone())
+            .or_default()
+            .clone();
         let slot_len = settings.shared_slot;
         let margin = slot_margin(slot_len);
         let started = Instant::now();
         // Each round either takes once or sleeps into the next slot; a slot per round at most.
         let max_rounds = 2 * (settings.max_wait.as_millis() / slot_len.as_millis().max(1)) as usize + 4;
         for _ in 0..max_rounds {
+            // The time is read after the turn comes, so the margin check is not stale.
+            let turn_guard = turn.lock().await;
             let now = since_epoch();
             let slot_ms = slot_len.as_millis().max(1);
             let index = (now.as_millis() / slot_ms) as i64;
             let into = Duration::from_millis((now.as_millis() % slot_ms) as u64);
             let to_next = slot_len.saturating_sub(into);
-            if to_next > margin {
+            if to_next > margin && !known_full(index) {
                 let slot = BudgetSlot {
                     tenant: tenant.to_string(),
                     index,
@@ -190,7 +223,11 @@ impl FleetBudget {
                         self.granted.fetch_add(1, Ordering::Relaxed);
                         return Ok(());
                     }
-                    Ok(Grant::Full) => {}
+                    Ok(Grant::Full) => {
+                        let mut full = self.full.lock().unwrap_or_else(|p| p.into_inner());
+                        let f = full.entry(full_key.clone()).or_insert(index);
+                        *f = (*f).max(index);
+                    }
                     Err(e) => {
                         return Err(GraphError::Budget {
                             tenant: tenant.to_string(),
@@ -199,6 +236,7 @@ impl FleetBudget {
                     }
                 }
             }
+            drop(turn_guard);
             // Full, or too near the slot's end: wait for the next slot, with a little jitter so
             // instances waiting together do not all write at its first millisecond.
             let now = since_epoch();
