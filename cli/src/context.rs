@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use clap::Args;
+use mdops_core::budget::RequestBudget;
 use mdops_core::onboarding::runs::RunSettings;
 use mdops_core::queue::{Queue, QueueSettings};
 use mdops_core::secrets::SecretSource;
@@ -91,6 +92,7 @@ impl GlobalArgs {
                 let backend = self.embedded()?;
                 Ok(Ports {
                     store: Arc::new(backend.store().clone()),
+                    budget: Arc::new(backend.store().clone()),
                     queue: Arc::new(backend.queue().clone()),
                     secrets: None,
                 })
@@ -109,6 +111,7 @@ impl GlobalArgs {
                     })?;
                 Ok(Ports {
                     store: Arc::new(backend.store().clone()),
+                    budget: Arc::new(backend.store().clone()),
                     queue: Arc::new(backend.queue().clone()),
                     secrets: Some(Arc::new(mdops_aws::SecretsManager::new(&sdk))),
                 })
@@ -121,6 +124,9 @@ impl GlobalArgs {
 #[derive(Clone)]
 pub struct Ports {
     pub store: Arc<dyn Store>,
+    /// The fleet's shared Graph request budget, on the same store: every worker on one database
+    /// (or every process on one AWS table) spends one quota per tenant.
+    pub budget: Arc<dyn RequestBudget>,
     pub queue: Arc<dyn Queue>,
     /// Where `aws-secret:` credential references are read (AWS Secrets Manager on `--backend aws`).
     pub secrets: Option<Arc<dyn SecretSource>>,
@@ -135,7 +141,8 @@ impl Context {
     /// Opens the backend and builds the Graph client, once.
     pub async fn open(args: &GlobalArgs) -> Result<Context> {
         let ports = args.ports().await?;
-        let graph = GraphClient::new(args.graph_config()?).context("building the Graph client")?;
+        let graph = GraphClient::with_shared_budget(args.graph_config()?, ports.budget.clone())
+            .context("building the Graph client")?;
         let runs = RunSettings {
             lease: Duration::from_secs(args.step_lease_secs.max(1)),
             grace: Duration::from_secs(args.step_grace_secs.max(1)),
@@ -149,7 +156,9 @@ impl Context {
 
     /// A context over an already open backend and client, with default timing.
     pub fn with(ports: Ports, graph: GraphClient) -> Context {
-        let Ports { store, queue, secrets } = ports;
+        let Ports {
+            store, queue, secrets, ..
+        } = ports;
         let mut deps = Deps::new(store, queue, graph);
         if let Some(secrets) = secrets {
             let reach = TenantReach::new(deps.reach.graph().clone(), deps.store.clone()).with_secrets(secrets);

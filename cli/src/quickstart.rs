@@ -85,9 +85,11 @@ pub async fn run(args: QuickstartArgs) -> Result<()> {
         registry.add(&tenant).await?;
     }
     let base = url::Url::parse(&format!("{}/", sim.url()))?;
-    let graph = GraphClient::new(GraphConfig::for_base(&base)?)?;
+    let budget: Arc<dyn mdops_core::budget::RequestBudget> = Arc::new(backend.store().clone());
+    let graph = GraphClient::with_shared_budget(GraphConfig::for_base(&base)?, budget.clone())?;
     let ports = crate::context::Ports {
         store: Arc::new(backend.store().clone()),
+        budget,
         queue: Arc::new(backend.queue().clone()),
         secrets: None,
     };

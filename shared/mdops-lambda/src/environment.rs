@@ -126,7 +126,9 @@ pub async fn deps_from(
         }
         None => mdops_graph::GraphConfig::default(),
     };
-    let graph = mdops_graph::GraphClient::new(config)?;
+    // Every instance of every function takes its permits from the table: one quota per tenant
+    // for the whole fleet, however many instances Lambda runs.
+    let graph = mdops_graph::GraphClient::with_shared_budget(config, Arc::new(backend.store().clone()))?;
     let store: Arc<dyn mdops_core::store::Store> = Arc::new(backend.store().clone());
     let reach = TenantReach::new(graph, store.clone()).with_secrets(Arc::new(mdops_aws::SecretsManager::new(sdk)));
     Ok(Deps {
