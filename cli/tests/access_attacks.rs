@@ -328,7 +328,12 @@ async fn attacks_are_refused_and_change_nothing() {
     let pem = rsa::pkcs8::EncodePublicKey::to_public_key_pem(&public, rsa::pkcs8::LineEnding::LF).unwrap();
     let mut hs = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
     hs.kid = header["kid"].as_str().map(str::to_string);
-    let hs256 = jsonwebtoken::encode(&hs, &payload, &jsonwebtoken::EncodingKey::from_secret(pem.as_bytes())).unwrap();
+    let hs256 = jsonwebtoken::encode(
+        &hs,
+        &payload,
+        &jsonwebtoken::EncodingKey::from_secret(pem.as_bytes()).unwrap(),
+    )
+    .unwrap();
 
     let mut tampered = payload.clone();
     tampered["roles"] = json!([TEAM_ROLE, "Access.Approver"]);

@@ -80,7 +80,7 @@ async fn hs256_signed_with_the_public_key_is_refused() {
     let pem = public.to_public_key_pem(LineEnding::LF).unwrap();
     let mut hs = Header::new(Algorithm::HS256);
     hs.kid = header["kid"].as_str().map(str::to_string);
-    let token = jsonwebtoken::encode(&hs, &payload, &EncodingKey::from_secret(pem.as_bytes())).unwrap();
+    let token = jsonwebtoken::encode(&hs, &payload, &EncodingKey::from_secret(pem.as_bytes()).unwrap()).unwrap();
     refused(&rig, &token, AuthError::Algorithm("HS256".into())).await;
 }
 
