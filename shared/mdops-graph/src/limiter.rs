@@ -35,8 +35,11 @@ pub struct BucketSettings {
 /// Default slot of the shared budget ([`LimiterSettings::shared_slot`]).
 pub const DEFAULT_SHARED_SLOT: Duration = Duration::from_secs(2);
 
-/// Limiter configuration. The defaults keep ~20% headroom under the published quotas because
-/// other apps of the same customer share some of them.
+/// Limiter configuration. The defaults keep ~20% headroom under the published quotas
+/// (https://learn.microsoft.com/graph/throttling-limits: identity and access, per app and tenant,
+/// 3,500-8,000 resource units per 10 s and 3,000 writes per 150 s; Intune device configuration
+/// 100 writes and 1,000 requests per 20 s) because other apps of the same customer share the
+/// tenant-wide ones. The same buckets size the fleet's shared budget ([`crate::fleet`]).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LimiterSettings {
