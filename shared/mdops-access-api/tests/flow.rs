@@ -626,3 +626,121 @@ async fn a_revocation_during_the_elevation_still_removes_the_guest() {
     );
     assert_eq!(rig.stored(&id).await.state, AccessState::Revoked);
 }
+
+/// A client that retries `POST /requests` with its `Idempotency-Key` (its answer was lost) files
+/// one request and the team is mailed once; the key reused for another request is refused.
+#[tokio::test]
+async fn a_retry_with_its_idempotency_key_files_one_request_and_mails_once() {
+    let rig = Rig::start(Backend::Sqlite).await;
+    let alice = rig.member(ALICE).await;
+    let body = json!({
+        "tenant": rig.customer, "role_group": SOC, "justification": "investigate alert 42",
+        "ticket": "INC0042", "duration_minutes": 30,
+    });
+    let post = |body: serde_json::Value| {
+        rig.http
+            .post(format!("{}/requests", rig.api))
+            .bearer_auth(&alice)
+            .header("Idempotency-Key", "retry-7f3a")
+            .json(&body)
+            .send()
+    };
+    let first = post(body.clone()).await.unwrap();
+    assert_eq!(first.status().as_u16(), 201);
+    let first: serde_json::Value = first.json().await.unwrap();
+    let again = post(body.clone()).await.unwrap();
+    assert_eq!(again.status().as_u16(), 200, "a retry answers the request it filed");
+    let again: serde_json::Value = again.json().await.unwrap();
+    assert_eq!(again["id"], first["id"]);
+    let mut other = body.clone();
+    other["ticket"] = "INC0043".into();
+    let reused = post(other).await.unwrap();
+    assert_eq!(reused.status().as_u16(), 422, "the key names another request");
+
+    rig.drain().await;
+    let (status, list) = rig.call("GET", "/requests", Some(&rig.member(CAROL).await), None).await;
+    assert_eq!(status, 200, "{list}");
+    let listed = list["requests"].as_array().expect("a list").len();
+    assert_eq!(listed, 1, "one request filed: {list}");
+    let announcements = rig
+        .mail()
+        .await
+        .iter()
+        .filter(|m| m.to == vec![TEAM_ALIAS.to_string()])
+        .count();
+    assert_eq!(announcements, 1, "the team is mailed once");
+}
+
+/// Two live grants of one engineer to one role group: ending the first keeps the guest in the
+/// group (the second still holds the membership); ending the second removes it.
+#[tokio::test]
+async fn ending_one_grant_keeps_the_membership_another_live_grant_holds() {
+    let rig = Rig::start(Backend::Sqlite).await;
+    let short = rig.request(30).await;
+    approve_and_elevate(&rig, &short).await;
+    let long = rig.request(120).await;
+    approve_and_elevate(&rig, &long).await;
+    let guest = rig.stored(&short).await.guest_id.expect("guest recorded");
+    assert_eq!(
+        rig.stored(&long).await.guest_id.as_deref(),
+        Some(guest.as_str()),
+        "one guest"
+    );
+
+    rig.clock.advance(minutes(31));
+    let report = expiry_pass(&rig.deps, 100).await.unwrap();
+    assert_eq!(report.ended, 1, "{report:?}");
+    rig.settle_removal(&short).await;
+    assert_eq!(rig.stored(&short).await.state, AccessState::Ended);
+    assert!(
+        rig.soc_members().await.contains(&guest),
+        "the other live grant still holds the membership"
+    );
+
+    rig.clock.advance(minutes(90));
+    let report = expiry_pass(&rig.deps, 100).await.unwrap();
+    assert_eq!(report.ended, 1, "{report:?}");
+    rig.settle_removal(&long).await;
+    assert!(!rig.soc_members().await.contains(&guest), "no grant holds it any more");
+}
+
+/// A *member* account of the customer tenant that carries the engineer's address in `mail` (any
+/// user administrator there can set it) is never taken for the engineer's guest: guests are looked
+/// up among `userType eq 'Guest'` only, so mdops invites a guest of its own and the member stays
+/// out of the role group.
+#[tokio::test]
+async fn a_member_account_carrying_the_engineers_address_is_never_elevated() {
+    use tenant_sim::seeds::UserSeed;
+    let rig = Rig::start(Backend::Sqlite).await;
+    let impostor = uuid::Uuid::new_v4();
+    let mut seed = UserSeed::member("impostor", None);
+    seed.id = Some(impostor);
+    rig.control
+        .add_objects(
+            &rig.customer,
+            &tenant_sim::seeds::ObjectsSeed {
+                users: vec![seed],
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("seed the impostor");
+    let impostor = impostor.to_string();
+    let patch = json!({"mail": ALICE});
+    let (_, graph) = rig.deps.reach.tenant(&rig.customer.parse().unwrap()).await.unwrap();
+    graph
+        .patch(&format!("users/{impostor}"), &patch)
+        .await
+        .expect("set the impostor's mail");
+    let users = rig.control.objects(&rig.customer, "users").await.unwrap();
+    let carried = users.iter().find(|u| u["id"] == impostor.as_str()).unwrap();
+    assert_eq!(carried["mail"], ALICE, "the impostor carries the engineer's address");
+
+    let id = rig.request(30).await;
+    approve_and_elevate(&rig, &id).await;
+    let guest = rig.stored(&id).await.guest_id.expect("guest recorded");
+    assert_ne!(guest, impostor, "the member account is not the engineer's guest");
+    let members = rig.soc_members().await;
+    assert!(members.contains(&guest));
+    assert!(!members.contains(&impostor), "the impostor is not in the role group");
+}
