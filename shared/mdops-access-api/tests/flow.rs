@@ -744,3 +744,73 @@ async fn a_member_account_carrying_the_engineers_address_is_never_elevated() {
     assert!(members.contains(&guest));
     assert!(!members.contains(&impostor), "the impostor is not in the role group");
 }
+
+/// The sweep does not trust the records: a guest put back into a role group by hand after its
+/// grant ended is removed (and the removal audited), a guest with a live grant is kept, and a
+/// member account in the group is never touched.
+#[tokio::test]
+async fn the_sweep_removes_a_guest_without_a_live_grant_and_keeps_the_rest() {
+    use tenant_sim::seeds::{ObjectsSeed, UserSeed};
+    let rig = Rig::start(Backend::Sqlite).await;
+    let ended = rig.request(30).await;
+    approve_and_elevate(&rig, &ended).await;
+    let stale_guest = rig.stored(&ended).await.guest_id.expect("guest recorded");
+    rig.clock.advance(minutes(31));
+    expiry_pass(&rig.deps, 100).await.unwrap();
+    rig.settle_removal(&ended).await;
+    assert!(!rig.soc_members().await.contains(&stale_guest));
+
+    let carol = rig.member(CAROL).await;
+    let (status, filed) = rig
+        .call(
+            "POST",
+            "/requests",
+            Some(&carol),
+            Some(json!({
+                "tenant": rig.customer, "role_group": SOC, "justification": "incident 7",
+                "ticket": "INC0007", "duration_minutes": 120,
+            })),
+        )
+        .await;
+    assert_eq!(status, 201, "{filed}");
+    let live = filed["id"].as_str().unwrap().to_string();
+    approve_and_elevate(&rig, &live).await;
+    let live_guest = rig.stored(&live).await.guest_id.expect("guest recorded");
+
+    let member = uuid::Uuid::new_v4();
+    let mut seed = UserSeed::member("helpdesk", None);
+    seed.id = Some(member);
+    rig.control
+        .add_objects(
+            &rig.customer,
+            &ObjectsSeed {
+                users: vec![seed],
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("seed a member");
+    let member = member.to_string();
+    let (_, graph) = rig.deps.reach.tenant(&rig.customer.parse().unwrap()).await.unwrap();
+    let group = graph.find_groups_by_display_name(SOC).await.unwrap().remove(0);
+    for by_hand in [&stale_guest, &member] {
+        graph.add_group_member(&group.id, by_hand).await.expect("added by hand");
+    }
+
+    let report = mdops_handlers::access::sweep(&rig.deps).await.unwrap();
+    assert_eq!((report.removed, report.kept), (1, 1), "{report:?}");
+    assert!(report.failures.is_empty(), "{report:?}");
+    let members = rig.soc_members().await;
+    assert!(!members.contains(&stale_guest), "the guest without a grant is out");
+    assert!(members.contains(&live_guest), "the guest with a live grant stays");
+    assert!(members.contains(&member), "a member account is never touched");
+    let trail = rig
+        .deps
+        .store
+        .audit(&mdops_handlers::access::sweep::sweep_subject(&rig.customer), 10)
+        .await
+        .unwrap();
+    assert_eq!(trail.len(), 1, "{trail:?}");
+    assert_eq!(trail[0].action, "sweep.removed");
+    assert_eq!(trail[0].detail["guest_id"], stale_guest.as_str());
+}
