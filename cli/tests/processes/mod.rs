@@ -8,8 +8,13 @@ pub const MDOPS: &str = env!("CARGO_BIN_EXE_mdops");
 /// `mdops` over the embedded database `db` and the simulator at `sim`, with a step lease and grace
 /// short enough that a killed holder's step is taken over within seconds.
 pub fn mdops(db: &std::path::Path, sim: &str, lease_secs: u64, grace_secs: u64) -> Command {
+    mdops_on(&["--db".into(), db.display().to_string()], sim, lease_secs, grace_secs)
+}
+
+/// Like [`mdops`], on the backend `backend_flags` select (`--db PATH`, `--backend aws ...`).
+pub fn mdops_on(backend_flags: &[String], sim: &str, lease_secs: u64, grace_secs: u64) -> Command {
     let mut c = Command::new(MDOPS);
-    c.arg("--db").arg(db).arg("--sim-url").arg(format!("{sim}/"));
+    c.args(backend_flags).arg("--sim-url").arg(format!("{sim}/"));
     c.arg("--step-lease-secs").arg(lease_secs.to_string());
     c.arg("--step-grace-secs").arg(grace_secs.to_string());
     c.args(["--lag-window-secs", "2"]);
