@@ -23,6 +23,8 @@ fn embedded(dir: &tempfile::TempDir) -> Backend {
         queue: Arc::new(backend.queue().clone()),
         store: Arc::new(backend.store().clone()),
         settle: Duration::ZERO,
+        // SQLite hides nothing from a listing.
+        peek_hides: Duration::ZERO,
     }
 }
 

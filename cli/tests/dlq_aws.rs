@@ -28,6 +28,8 @@ async fn backend() -> Backend {
         store: Arc::new(aws.store().clone()),
         // Past the worker's 5 s long poll.
         settle: Duration::from_secs(6),
+        // The peek visibility of `mdops_aws` (30 s), and a second.
+        peek_hides: Duration::from_secs(31),
     }
 }
 
