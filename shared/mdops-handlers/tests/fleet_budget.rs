@@ -271,3 +271,50 @@ async fn a_budget_store_that_fails_sends_nothing_and_says_so() {
     let after = graph_requests(rig.requests().await);
     assert_eq!(after.len(), before, "nothing reached Graph: {:?}", &after[before..]);
 }
+
+/// A `$batch` takes its items' permits in one write, and is split where one slot's share could
+/// never hold it: 20 reads go in one envelope (one take), 20 Intune writes in envelopes of at
+/// most 7 (a 2 s slot's share of 80 per 20 s), each one take.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_takes_its_items_in_one_write_and_splits_to_fit_a_slot() {
+    let rig = Rig::start(|_| {}).await;
+    let budget: Arc<dyn RequestBudget> = Arc::new(rig.backend.store().clone());
+    let mut config = config(&rig, false);
+    // The client's own defaults (80 Intune writes per 20 s), not the tenant's smaller budget.
+    config.limiter.intune_writes = BucketSettings {
+        permits: 80,
+        per: Duration::from_secs(20),
+    };
+    let graph = GraphClient::with_shared_budget(config, budget).unwrap();
+    let reach = mdops_handlers::reach::TenantReach::new(graph.clone(), rig.deps.store.clone());
+    let tid: TenantId = rig.tenant_id.parse().unwrap();
+    let (_, tenant) = reach.tenant(&tid).await.unwrap();
+    graph.set_tenant_limits(&rig.tenant_id, graph.config().limiter).unwrap();
+    let envelopes =
+        |log: &[tenant_sim::store::RequestLogEntry]| log.iter().filter(|r| r.path == "/v1.0/$batch").count();
+
+    let reads: Vec<mdops_graph::BatchItem> = (0..20)
+        .map(|i| mdops_graph::BatchItem::get(i.to_string(), "/organization"))
+        .collect();
+    let answers = tenant.batch(reads).await.unwrap();
+    assert_eq!(answers.len(), 20);
+    assert_eq!(envelopes(&rig.requests().await), 1);
+    assert_eq!(graph.shared_budget_stats().unwrap().takes, 1, "20 reads, one write");
+
+    let writes: Vec<mdops_graph::BatchItem> = (0..20)
+        .map(|i| {
+            mdops_graph::BatchItem::with_body(
+                i.to_string(),
+                "PATCH",
+                format!("/deviceManagement/deviceConfigurations/missing-{i}"),
+                serde_json::json!({"description": "x"}),
+            )
+        })
+        .collect();
+    let answers = tenant.batch(writes).await.unwrap();
+    assert_eq!(answers.len(), 20, "every item answered");
+    let log = rig.requests().await;
+    assert_eq!(envelopes(&log), 1 + 3, "20 Intune writes in envelopes of 7, 7 and 6");
+    let stats = graph.shared_budget_stats().unwrap();
+    assert_eq!(stats.granted, 4, "{stats:?}");
+}
