@@ -7,6 +7,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 mod access;
+mod apps;
 mod aws;
 mod context;
 mod dlq;
@@ -58,6 +59,8 @@ enum Command {
     Licences(licences::LicencesArgs),
     /// Device update rings: sync (place devices in no ring), show, move.
     Rings(rings::RingsArgs),
+    /// The app catalogue: sync (ensure and assign each app), show, catalogue (per tenant or default).
+    Apps(apps::AppsArgs),
     /// Temporary engineer access with two-key approval: configure, serve, request, approve, list, ...
     Access(access::AccessArgs),
     /// The AWS resources without SAM: setup (create or check), teardown.
@@ -121,6 +124,7 @@ async fn run(command: Command, global: context::GlobalArgs) -> Result<()> {
         Command::Licences(args) => licences::run(args, &global).await,
         Command::Access(args) => access::run(args, &global).await,
         Command::Rings(args) => rings::run(args, &global).await,
+        Command::Apps(args) => apps::run(args, &global).await,
         Command::Aws(args) => aws::run(args, &global).await,
     }
 }

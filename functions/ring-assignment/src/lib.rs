@@ -57,12 +57,12 @@ impl Function {
 
     /// The schedule's event.
     pub async fn handle(&self, event: Value) -> Result<Value, FunctionError> {
-        let event = decode(event).map_err(|e| FunctionError::new("EventNotUnderstood", &e))?;
+        let event = decode(event)?;
         Ok(serde_json::json!(self.tick(event).await?))
     }
 }
 
-/// Decodes the schedule's event (an EventBridge scheduled event).
-pub fn decode(event: Value) -> Result<EventBridgeEvent<Value>, serde_json::Error> {
-    serde_json::from_value(event)
+/// Decodes the schedule's event (an EventBridge scheduled event); a bad one is refused naming the field.
+pub fn decode(event: Value) -> Result<EventBridgeEvent<Value>, FunctionError> {
+    mdops_lambda::decode_event(event)
 }
