@@ -374,9 +374,12 @@ async fn a_throttled_user_on_sqs_is_retried_without_touching_the_others() {
         .drive_until(Duration::from_secs(45), || {
             let (r, seen) = (r.clone(), seen.clone());
             async move {
-                let consumed = r.consumed().await;
+                // The throttled user first, then the count: both change while the pollers run,
+                // and read the other way round a licence landing between the reads made
+                // `consumed - throttled` underflow (a panic) when no other user was done yet.
                 let throttled = u64::from(r.holds(&upn("t0")).await);
-                if consumed - throttled == 9 {
+                let consumed = r.consumed().await;
+                if consumed.saturating_sub(throttled) == 9 {
                     seen.lock().unwrap().get_or_insert(started.elapsed());
                 }
                 consumed == 10

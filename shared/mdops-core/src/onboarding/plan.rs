@@ -351,6 +351,34 @@ mod tests {
         assert!("group:huge".parse::<StepKind>().is_err());
     }
 
+    /// `account_prefix` and `account_domain` (docs/tenant-settings.md) reach the accounts' UPNs.
+    #[test]
+    fn the_account_settings_shape_every_service_account_upn() {
+        use crate::tenant::{CredentialRef, TenantSettings};
+        let mut tenant = Tenant {
+            tenant_id: "5f4d3a2b-9c1e-4b7a-8d6f-0e2c1a3b4d5e".parse().unwrap(),
+            domain: "contoso.onmicrosoft.com".parse().unwrap(),
+            name: "Contoso".into(),
+            client_id: "11111111-2222-3333-4444-555555555555".into(),
+            credential: CredentialRef::ManagedIdentity,
+            settings: TenantSettings::default(),
+            added_at: chrono::Utc::now(),
+        };
+        let default_prefix = TenantSettings::default().account_prefix;
+        assert_eq!(
+            Account::Admin.upn(&tenant),
+            format!("{default_prefix}-admin@contoso.onmicrosoft.com")
+        );
+        tenant.settings.set("account_prefix", "ops").unwrap();
+        tenant.settings.set("account_domain", "ops.contoso.com").unwrap();
+        for account in Account::ALL {
+            assert_eq!(
+                account.upn(&tenant),
+                format!("ops-{}@ops.contoso.com", account.as_str())
+            );
+        }
+    }
+
     #[test]
     fn plan_is_a_dag_whose_deps_exist() {
         let steps = plan();
