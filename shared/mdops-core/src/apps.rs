@@ -303,8 +303,9 @@ pub struct AppMessage {
     pub tenant_id: TenantId,
     /// The app as the catalogue has it.
     pub app: CatalogueApp,
-    /// The group object id of every ring of the tenant (read by the sync that sent this).
-    pub groups: BTreeMap<Ring, String>,
+    /// The group object id of each of the app's rings, by ring name (`test`, `first`, `fast`,
+    /// `broad`; read by the sync that sent this). String keys, so a bad one is named when decoding.
+    pub groups: BTreeMap<String, String>,
     /// Who asked (`schedule`, `cli:alice`).
     pub requested_by: String,
 }
@@ -317,9 +318,17 @@ impl AppMessage {
             kind: Self::KIND.to_string(),
             tenant_id: tenant_id.clone(),
             app,
-            groups,
+            groups: groups.into_iter().map(|(r, g)| (r.as_str().to_string(), g)).collect(),
             requested_by: requested_by.to_string(),
         }
+    }
+
+    /// The ring groups by ring (keys that name no ring are refused by `validate`).
+    pub fn ring_groups(&self) -> BTreeMap<Ring, String> {
+        Ring::ALL
+            .into_iter()
+            .filter_map(|r| self.groups.get(r.as_str()).map(|g| (r, g.clone())))
+            .collect()
     }
 
     /// The JSON body sent on the queue.
@@ -334,8 +343,15 @@ impl Message for AppMessage {
 
     fn validate(&self) -> Result<(), String> {
         self.app.validate("app").map_err(|e| e.to_string())?;
+        if let Some(bad) = self
+            .groups
+            .keys()
+            .find(|k| !Ring::ALL.iter().any(|r| r.as_str() == k.as_str()))
+        {
+            return Err(format!("groups.{bad}: not a ring (test, first, fast, broad)"));
+        }
         for ring in &self.app.rings {
-            match self.groups.get(ring) {
+            match self.groups.get(ring.as_str()) {
                 Some(id) if uuid::Uuid::parse_str(id).is_ok() => {}
                 Some(id) => return Err(format!("groups.{}: {id:?} is not an object id", ring.as_str())),
                 None => return Err(format!("groups.{}: missing (the app is assigned to it)", ring.as_str())),

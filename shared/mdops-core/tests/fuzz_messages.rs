@@ -1,10 +1,12 @@
-//! Fuzzing the queue message decoders (`mdops_core::message::decode`) of the four queues' bodies:
+//! Fuzzing the queue message decoders (`mdops_core::message::decode`) of the queues' bodies (the
+//! onboarding queue carries steps, ring chunks and catalogue apps):
 //! generated valid messages round-trip; mutated bodies (a field dropped, renamed, of the wrong
 //! type, huge, nested deep; the text cut or a byte replaced) and bodies from elsewhere never panic
 //! and are refused with an error naming the field at fault, or saying the body is not JSON.
 //! Cases per property: `MDOPS_FUZZ_CASES` (default 256).
 
 use mdops_core::access::{AccessMessage, AccessWork, MailKind};
+use mdops_core::apps::{AppKind, AppMessage, CatalogueApp, Intent, RunAs};
 use mdops_core::licences::LicenceMessage;
 use mdops_core::message::{DecodeError, Message, decode};
 use mdops_core::onboarding::StepMessage;
@@ -117,6 +119,34 @@ fn ring_message() -> impl Strategy<Value = RingMembersMessage> {
         })
 }
 
+fn app_message() -> impl Strategy<Value = AppMessage> {
+    (
+        tenant(),
+        "[a-z0-9-]{1,20}",
+        text(),
+        any::<bool>(),
+        prop::sample::subsequence(Ring::ALL.to_vec(), 1..=4),
+        any::<u128>(),
+        text(),
+    )
+        .prop_map(|(t, key, name, web, rings, group, by)| {
+            let app = CatalogueApp {
+                key: key.clone(),
+                display_name: name,
+                publisher: "Contoso".into(),
+                description: None,
+                kind: if web { AppKind::Web } else { AppKind::Winget },
+                package_identifier: (!web).then(|| format!("9N{}", key.to_uppercase())),
+                run_as: (!web).then_some(RunAs::User),
+                app_url: web.then(|| format!("https://{key}.contoso.example")),
+                intent: if web { Intent::Available } else { Intent::Required },
+                rings: rings.clone(),
+            };
+            let groups = rings.iter().map(|r| (*r, uuid_text(group))).collect();
+            AppMessage::new(&t, app, groups, &by)
+        })
+}
+
 fn as_result<M>(r: Result<M, DecodeError>) -> Result<M, String> {
     r.map_err(|e| e.to_string())
 }
@@ -129,6 +159,7 @@ fn valid_bodies() -> impl Strategy<Value = (&'static str, Value)> {
         licence_message().prop_map(move |m| ("licence", json(m.to_body()))),
         access_message().prop_map(move |m| ("access", json(m.to_body()))),
         ring_message().prop_map(move |m| ("ring", json(m.to_body()))),
+        app_message().prop_map(move |m| ("app", json(m.to_body()))),
     ]
 }
 
@@ -138,6 +169,7 @@ fn decode_as(queue: &str, body: &str) -> Result<(), String> {
         "step" => as_result(decode::<StepMessage>(body)).map(drop),
         "licence" => as_result(decode::<LicenceMessage>(body)).map(drop),
         "access" => as_result(decode::<AccessMessage>(body)).map(drop),
+        "app" => as_result(decode::<AppMessage>(body)).map(drop),
         _ => as_result(decode::<RingMembersMessage>(body)).map(drop),
     }
 }
@@ -146,7 +178,8 @@ proptest! {
     #![proptest_config(config())]
 
     #[test]
-    fn generated_messages_round_trip(step in step_message(), licence in licence_message(), access in access_message(), ring in ring_message()) {
+    fn generated_messages_round_trip(step in step_message(), licence in licence_message(), access in access_message(), ring in ring_message(), app in app_message()) {
+        prop_assert_eq!(decode::<AppMessage>(&app.to_body()).unwrap(), app);
         prop_assert_eq!(decode::<StepMessage>(&step.to_body()).unwrap(), step);
         prop_assert_eq!(decode::<LicenceMessage>(&licence.to_body()).unwrap(), licence);
         prop_assert_eq!(decode::<AccessMessage>(&access.to_body()).unwrap(), access);
@@ -186,7 +219,7 @@ proptest! {
     #[test]
     fn bodies_from_elsewhere_are_refused_naming_something(value in any_json(), bytes in prop::collection::vec(any::<u8>(), 0..64)) {
         let words = ["not JSON", "not a JSON object", "v:", "kind:"];
-        for queue in ["step", "licence", "access", "ring"] {
+        for queue in ["step", "licence", "access", "ring", "app"] {
             check_any(&decode_as(queue, &value.to_string()), &words)?;
             check_any(&decode_as(queue, &String::from_utf8_lossy(&bytes)), &words)?;
         }

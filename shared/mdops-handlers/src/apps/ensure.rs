@@ -178,7 +178,8 @@ async fn ensure(graph: &TenantGraph, message: &AppMessage, deps: &Deps) -> Resul
         }
         Err(e) => return Err(stop(&format!("{what}: reading its assignments"), e)),
     };
-    let split = split(&current, &message.groups);
+    let groups = message.ring_groups();
+    let split = split(&current, &groups);
     if split.stray == 0 && split.held == app.wanted() {
         return Ok(EnsureReport {
             app_id,
@@ -186,7 +187,7 @@ async fn ensure(graph: &TenantGraph, message: &AppMessage, deps: &Deps) -> Resul
             assigned: false,
         });
     }
-    let body = assign_body(app, &message.groups, &split.others);
+    let body = assign_body(app, &groups, &split.others);
     match graph
         .post_no_content(&format!("deviceAppManagement/mobileApps/{app_id}/assign"), &body)
         .await
