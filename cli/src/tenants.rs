@@ -205,7 +205,7 @@ pub async fn run(args: TenantsArgs, global: &GlobalArgs) -> Result<()> {
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             graph.register_tenant(tenant.tenant_id.as_str(), source)?;
             if readiness {
-                return check_readiness(&graph, &tenant, json).await;
+                return check_readiness(&graph, ports.store.as_ref(), &tenant, json).await;
             }
             let granted = graph
                 .granted_roles(tenant.tenant_id.as_str())
@@ -244,9 +244,18 @@ const FINDING_WIDTH: usize = 90;
 
 /// `mdops tenants check --readiness`: the report as a table (or JSON); an error, so exit code 1,
 /// when any check fails.
-async fn check_readiness(graph: &GraphClient, tenant: &Tenant, json: bool) -> Result<()> {
+async fn check_readiness(
+    graph: &GraphClient,
+    store: &dyn mdops_core::store::Store,
+    tenant: &Tenant,
+    json: bool,
+) -> Result<()> {
     let tenant_graph = graph.tenant(tenant.tenant_id.as_str());
-    let report = mdops_handlers::readiness::check(&tenant_graph, tenant)
+    // Which existing accounts onboarding would adopt (the tenant's marker is made on first use).
+    let adoption = mdops_handlers::onboarding::steps::Adoption::load(store, &tenant.tenant_id)
+        .await
+        .context("reading the tenant's adoption marker from the state store")?;
+    let report = mdops_handlers::readiness::check(&tenant_graph, tenant, &adoption)
         .await
         .with_context(|| format!("reading tenant {} for the readiness check", tenant.tenant_id))?;
     if json {

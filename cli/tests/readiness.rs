@@ -1,7 +1,7 @@
 //! `mdops tenants check --readiness` as a process against `mdops sim` (also a process, seeded from a
 //! file): a clean tenant passes every check and exits 0; a tenant with security defaults on, guest
-//! invitations off, an update ring on all devices and an MFA-for-everyone policy over existing
-//! service accounts gets one fail per problem, each saying what to do, in the table and in
+//! invitations off, an update ring on all devices, users mdops did not make holding service
+//! accounts' names (a warning) and an MFA-for-everyone policy over them gets one fail per problem, each saying what to do, in the table and in
 //! `--json`, and exits 1; the simulator's request log shows the check only read.
 
 use std::io::{BufRead, BufReader};
@@ -100,7 +100,8 @@ async fn readiness_passes_a_clean_tenant_and_fails_a_blocked_one_with_what_to_do
         assigned_to_all_users: false,
     }];
     blocked.objects.conditional_access_policies = vec![ConditionalAccessPolicySeed::mfa_for_all_users("Require MFA")];
-    // The service accounts exist (a tenant onboarded before), so the policy blocks real accounts.
+    // Users with service accounts' names exist (not made by mdops: no marker), so the policy
+    // blocks real accounts and the service-accounts check warns.
     for nickname in ["mw-automation", "mw-defender-automation", "mw-admin"] {
         blocked.objects.users.push(UserSeed::member(nickname, Some("US")));
     }
@@ -135,7 +136,7 @@ async fn readiness_passes_a_clean_tenant_and_fails_a_blocked_one_with_what_to_do
     let out = run(&["tenants", "check", "--tenant-id", &clean_id.to_string(), "--readiness"]);
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}\n{stderr}");
-    assert!(stdout.contains("0 fail(s), 0 warning(s), 8 pass(es)"), "{stdout}");
+    assert!(stdout.contains("0 fail(s), 0 warning(s), 9 pass(es)"), "{stdout}");
     for check in [
         "permissions",
         "intune-licence",

@@ -55,6 +55,9 @@ pub enum Check {
     MdmAuthority,
     /// Enough free units of the service accounts' licences.
     LicenceUnits,
+    /// No user mdops did not make holds a service account's name (the account step would refuse
+    /// to adopt it).
+    ServiceAccounts,
     /// No conditional access policy blocks a service account.
     ConditionalAccess,
     /// No existing update ring assigned to all devices (or all users) to conflict with the rings.
@@ -67,11 +70,12 @@ pub enum Check {
 
 impl Check {
     /// Every check, in report order.
-    pub const ALL: [Check; 8] = [
+    pub const ALL: [Check; 9] = [
         Check::Permissions,
         Check::IntuneLicence,
         Check::MdmAuthority,
         Check::LicenceUnits,
+        Check::ServiceAccounts,
         Check::ConditionalAccess,
         Check::UpdateRings,
         Check::SecurityDefaults,
@@ -85,6 +89,7 @@ impl Check {
             Check::IntuneLicence => "intune-licence",
             Check::MdmAuthority => "mdm-authority",
             Check::LicenceUnits => "licence-units",
+            Check::ServiceAccounts => "service-accounts",
             Check::ConditionalAccess => "conditional-access",
             Check::UpdateRings => "update-rings",
             Check::SecurityDefaults => "security-defaults",
@@ -213,6 +218,9 @@ pub struct AccountFact {
     pub groups: Vec<String>,
     /// `skuId`s of the licences it holds.
     pub licences: Vec<String>,
+    /// Whether onboarding may adopt it: it carries this tenant's mdops marker or an operator
+    /// allowed its id (always true for an account that does not exist yet).
+    pub adoptable: bool,
 }
 
 /// `conditions.users` of a conditional access policy.
@@ -338,6 +346,7 @@ pub fn assess(facts: &TenantFacts) -> Report {
     findings.push(intune_licence(&facts.skus));
     findings.push(mdm_authority(facts.mdm_authority.as_deref()));
     findings.extend(licence_units(facts));
+    findings.push(service_accounts(&facts.accounts));
     findings.extend(conditional_access(facts));
     findings.extend(update_rings(facts));
     findings.push(security_defaults(&facts.security_defaults_enabled));
@@ -475,6 +484,42 @@ fn licence_units(facts: &TenantFacts) -> Vec<Finding> {
         }
     }
     out
+}
+
+fn service_accounts(accounts: &[AccountFact]) -> Finding {
+    let taken: Vec<String> = accounts
+        .iter()
+        .filter(|a| !a.adoptable)
+        .filter_map(|a| a.id.as_ref().map(|id| format!("{} ({id})", a.upn)))
+        .collect();
+    if !taken.is_empty() {
+        // A warning, not a fail: the account step refuses such a user safely (it fails alone and
+        // the user gets no role), and `mdops onboard --adopt` replays exactly the refused steps.
+        return Finding::problem(
+            Check::ServiceAccounts,
+            Verdict::Warning,
+            format!(
+                "user(s) {} hold a service account's name but were not made by mdops for this tenant (no marker) and no operator allowed them: their account steps would fail, and they would get no role",
+                taken.join(", ")
+            ),
+            "if a user is the service account (made before), allow it: `mdops onboard --tenant-id T --adopt ID`; otherwise rename or remove it, or choose another account_prefix",
+        );
+    }
+    let existing = accounts.iter().filter(|a| a.id.is_some()).count();
+    if existing == 0 {
+        Finding::pass(
+            Check::ServiceAccounts,
+            "no service account exists yet; onboarding creates them",
+        )
+    } else {
+        Finding::pass(
+            Check::ServiceAccounts,
+            format!(
+                "{existing} of {} service accounts exist, each made by mdops or allowed",
+                accounts.len()
+            ),
+        )
+    }
 }
 
 fn conditional_access(facts: &TenantFacts) -> Vec<Finding> {
@@ -665,6 +710,7 @@ mod tests {
             id: id.map(str::to_string),
             groups: Vec::new(),
             licences: Vec::new(),
+            adoptable: true,
         }
     }
 
@@ -736,6 +782,19 @@ mod tests {
         users.exclude_users = vec!["automation".into(), "defender-automation".into()];
         facts.ca_policies = Ok(vec![policy]);
         assert!(assess(&facts).problems().is_empty());
+    }
+
+    #[test]
+    fn an_existing_account_mdops_did_not_make_is_said_before_onboarding_meets_it() {
+        let mut facts = clean();
+        facts.accounts[1].id = Some("someone".into());
+        assert!(assess(&facts).problems().is_empty(), "made by mdops: adopted");
+        facts.accounts[1].adoptable = false;
+        let report = assess(&facts);
+        let f = report.with(Verdict::Warning);
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].check, Check::ServiceAccounts);
+        assert!(f[0].summary.contains("mw-automation@t.example (someone)"), "{f:?}");
     }
 
     #[test]

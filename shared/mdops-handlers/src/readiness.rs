@@ -39,6 +39,8 @@ use mdops_core::readiness::{
     AccountFact, CaPolicy, Report, SkuFact, TenantFacts, UPDATE_RING_TYPE, UpdateRingFact, assess,
 };
 use mdops_core::tenant::Tenant;
+
+use crate::onboarding::steps::{Adoption, MARKER_ATTRIBUTE};
 use mdops_graph::{GraphError, Query, TenantGraph, odata_string};
 use serde::Deserialize;
 
@@ -67,6 +69,17 @@ struct User {
     user_principal_name: Option<String>,
     #[serde(default)]
     assigned_licenses: Vec<AssignedLicence>,
+    #[serde(default)]
+    on_premises_extension_attributes: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+impl User {
+    fn marker(&self) -> Option<&str> {
+        self.on_premises_extension_attributes
+            .as_ref()?
+            .get(MARKER_ATTRIBUTE)?
+            .as_str()
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -126,13 +139,14 @@ fn refused<T>(result: Result<T, GraphError>) -> Result<Result<T, String>, GraphE
     }
 }
 
-/// Reads the tenant and judges it. GETs only.
-pub async fn check(graph: &TenantGraph, tenant: &Tenant) -> Result<Report, GraphError> {
-    Ok(assess(&read_facts(graph, tenant).await?))
+/// Reads the tenant and judges it. GETs only. `adoption` says which existing accounts onboarding
+/// may adopt (the tenant's marker, operators' allowances: [`Adoption::load`]).
+pub async fn check(graph: &TenantGraph, tenant: &Tenant, adoption: &Adoption) -> Result<Report, GraphError> {
+    Ok(assess(&read_facts(graph, tenant, adoption).await?))
 }
 
 /// Everything the readiness rules judge, read from the tenant.
-pub async fn read_facts(graph: &TenantGraph, tenant: &Tenant) -> Result<TenantFacts, GraphError> {
+pub async fn read_facts(graph: &TenantGraph, tenant: &Tenant, adoption: &Adoption) -> Result<TenantFacts, GraphError> {
     let granted = graph.client().granted_roles(graph.tenant_id()).await?;
     let missing_permissions = missing(ONBOARDING, &granted)
         .iter()
@@ -155,7 +169,7 @@ pub async fn read_facts(graph: &TenantGraph, tenant: &Tenant) -> Result<TenantFa
     let (skus, orgs, accounts, ca_policies, update_rings, security_defaults, authorization) = futures::try_join!(
         graph.list_all::<SkuFact>("subscribedSkus", &sku_query, MAX_PAGES),
         graph.get::<Collection<Organization>>("organization", &org_query),
-        accounts(graph, tenant),
+        accounts(graph, tenant, adoption),
         async {
             refused(
                 graph
@@ -219,13 +233,18 @@ pub async fn read_facts(graph: &TenantGraph, tenant: &Tenant) -> Result<TenantFa
 
 /// The six service accounts, with the id, licences of those that exist already (one read: their
 /// UPNs share the account prefix).
-async fn accounts(graph: &TenantGraph, tenant: &Tenant) -> Result<Vec<AccountFact>, GraphError> {
+async fn accounts(graph: &TenantGraph, tenant: &Tenant, adoption: &Adoption) -> Result<Vec<AccountFact>, GraphError> {
     let prefix = format!("{}-", tenant.settings.account_prefix);
     let users: Vec<User> = graph
         .list_all(
             "users",
-            &Query::select(&["id", "userPrincipalName", "assignedLicenses"])
-                .filter(format!("startswith(userPrincipalName,{})", odata_string(&prefix))),
+            &Query::select(&[
+                "id",
+                "userPrincipalName",
+                "assignedLicenses",
+                "onPremisesExtensionAttributes",
+            ])
+            .filter(format!("startswith(userPrincipalName,{})", odata_string(&prefix))),
             MAX_PAGES,
         )
         .await?;
@@ -246,6 +265,11 @@ async fn accounts(graph: &TenantGraph, tenant: &Tenant) -> Result<Vec<AccountFac
                 licences: user
                     .map(|u| u.assigned_licenses.iter().filter_map(|l| l.sku_id.clone()).collect())
                     .unwrap_or_default(),
+                // As the account step decides: this tenant's marker, or an operator's allowance.
+                adoptable: user.is_none_or(|u| {
+                    adoption.marker.as_deref().is_some_and(|m| u.marker() == Some(m))
+                        || adoption.allowed.contains(&u.id)
+                }),
             }
         })
         .collect())

@@ -9,9 +9,11 @@ use std::time::Duration;
 
 use common::Rig;
 use mdops_core::onboarding::Account;
+use mdops_core::onboarding::adoption::Adoptions;
 use mdops_core::onboarding::runs::{RunStatus, StepStatus};
 use mdops_core::readiness::{Check, Report, Verdict};
 use mdops_core::tenant::{TenantId, TenantSettings};
+use mdops_handlers::onboarding::steps::Adoption;
 use tenant_sim::seeds::{ConditionalAccessPolicySeed, DeviceConfigurationSeed, SkuSeed, TenantSeed, UserSeed};
 use tenant_sim::store::IdentityPolicies;
 
@@ -55,9 +57,26 @@ async fn start(customise: impl FnOnce(&mut TenantSeed)) -> Rig {
 async fn readiness(rig: &Rig) -> Report {
     let id: TenantId = rig.tenant_id.parse().unwrap();
     let (tenant, graph) = rig.deps.reach.tenant(&id).await.expect("reach tenant");
-    mdops_handlers::readiness::check(&graph, &tenant)
+    let adoption = Adoption::load(rig.deps.store.as_ref(), &id).await.expect("adoption");
+    mdops_handlers::readiness::check(&graph, &tenant, &adoption)
         .await
         .expect("readiness reads")
+}
+
+/// An operator allows onboarding to adopt the seeded service accounts (`mdops onboard --adopt`),
+/// as for a tenant whose accounts were made before mdops kept a marker.
+async fn allow_existing_accounts(rig: &Rig) {
+    let id: TenantId = rig.tenant_id.parse().unwrap();
+    let prefix = format!("{}-", TenantSettings::default().account_prefix);
+    for user in rig.control.objects(&rig.tenant_id, "users").await.unwrap() {
+        let upn = user["userPrincipalName"].as_str().unwrap_or_default();
+        if upn.starts_with(&prefix) {
+            Adoptions::new(rig.deps.store.as_ref())
+                .allow(&id, user["id"].as_str().unwrap(), "test", chrono::Utc::now())
+                .await
+                .unwrap();
+        }
+    }
 }
 
 /// Every write attempted (any method but GET) on Graph, answered or refused.
@@ -140,6 +159,15 @@ async fn each_seeded_problem_produces_its_finding() {
             "automation@",
         ),
         (
+            "accounts existing that mdops did not make",
+            Box::new(|s: &mut TenantSeed| {
+                existing_accounts(s);
+            }),
+            Check::ServiceAccounts,
+            Verdict::Warning,
+            "not made by mdops",
+        ),
+        (
             "report-only block on Intune Administrators",
             Box::new(|s: &mut TenantSeed| {
                 existing_accounts(s);
@@ -213,6 +241,9 @@ async fn each_seeded_problem_produces_its_finding() {
     ];
     for (name, seed, check, verdict, says) in cases {
         let rig = start(seed).await;
+        if check != Check::ServiceAccounts {
+            allow_existing_accounts(&rig).await;
+        }
         let report = readiness(&rig).await;
         if check == Check::IntuneLicence {
             let problems: Vec<(Check, Verdict)> = report.problems().iter().map(|f| (f.check, f.verdict)).collect();
@@ -249,6 +280,7 @@ async fn excluded_service_accounts_clear_the_conditional_access_finding() {
         s.objects.conditional_access_policies = vec![p];
     })
     .await;
+    allow_existing_accounts(&rig).await;
     let report = readiness(&rig).await;
     assert!(report.problems().is_empty(), "{report:#?}");
 }
@@ -320,6 +352,7 @@ async fn preflight_fails_before_any_write_on_each_fail_finding_naming_it() {
     ];
     for (check, seed) in cases {
         let rig = start(seed).await;
+        allow_existing_accounts(&rig).await;
         let view = rig.onboard(TIMEOUT).await;
         assert_eq!(view.status(), RunStatus::Failed, "{check:?}: {:#?}", view.steps);
         let preflight = view.step("preflight").unwrap();

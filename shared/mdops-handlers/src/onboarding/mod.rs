@@ -190,12 +190,15 @@ async fn handle_decoded(message: StepMessage, receive_count: u32, deps: &Deps) -
         Err(e) => return Disposition::DeadLetter(failure(e.to_string(), tenant_str, step_str, attempt, deps)),
     };
 
-    // Only the account steps adopt by natural key, so only they read what they may adopt.
+    // Only the account steps adopt by natural key, so only they (and preflight's readiness check,
+    // which tells beforehand whether they will) read what they may adopt.
     let adoption = match kind {
-        StepKind::Account(_) => match steps::Adoption::load(deps.store.as_ref(), &message.tenant_id).await {
-            Ok(a) => a,
-            Err(e) => return redeliver(format!("state store: {e}")),
-        },
+        StepKind::Account(_) | StepKind::Preflight => {
+            match steps::Adoption::load(deps.store.as_ref(), &message.tenant_id).await {
+                Ok(a) => a,
+                Err(e) => return redeliver(format!("state store: {e}")),
+            }
+        }
         _ => steps::Adoption::default(),
     };
     let (outcome, write_attempted) = match deps.reach.tenant(&message.tenant_id).await {

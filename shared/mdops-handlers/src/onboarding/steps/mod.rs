@@ -15,6 +15,8 @@ mod security_baseline;
 mod update_policy;
 mod update_policy_assignment;
 
+pub use account::MARKER_ATTRIBUTE;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;

@@ -47,7 +47,7 @@ pub async fn run(ctx: &StepContext<'_>) -> Result<StepOutcome, GraphError> {
     }
     // The readiness check (GETs only): a fail stops onboarding here, before any write, naming
     // each thing that is not ready and what to do; warnings are logged and recorded.
-    let facts = readiness::read_facts(ctx.graph, ctx.tenant).await?;
+    let facts = readiness::read_facts(ctx.graph, ctx.tenant, ctx.adoption).await?;
     let report = assess(&facts);
     let fails = report.with(Verdict::Fail);
     if !fails.is_empty() {
