@@ -57,12 +57,14 @@ pub const ONBOARDING: &[Requirement] = &[
     req(
         "RoleManagement.ReadWrite.Directory",
         &[],
-        "add the service accounts to directory roles (replaces the delegated Directory.AccessAsUser.All)",
+        "activate directory roles and add the service accounts to them; create the role-assignable role groups, \
+         give them their roles and add or remove engineers' guests in them (replaces the delegated \
+         Directory.AccessAsUser.All; Group/GroupMember permissions are not enough for role-assignable groups)",
     ),
     req(
         "Group.ReadWrite.All",
         &["Directory.ReadWrite.All"],
-        "create and describe the Test, First, Fast and Broad groups",
+        "create and describe the Test, First, Fast and Broad groups and the role groups",
     ),
     req(
         "DeviceManagementConfiguration.ReadWrite.All",
@@ -107,7 +109,7 @@ pub const MANAGEMENT: &[Requirement] = &[
     req(
         "GroupMember.ReadWrite.All",
         &["Group.ReadWrite.All", "Directory.ReadWrite.All"],
-        "add and remove engineers in role groups",
+        "place devices in the ring groups (`mdops rings sync`)",
     ),
     req("DeviceManagementApps.ReadWrite.All", &[], "manage mobile apps"),
     req("Reports.Read.All", &[], "read usage reports"),

@@ -478,7 +478,8 @@ pub struct TenantSettings {
     pub service_account_skus: Vec<String>,
     /// Update-ring deferrals.
     pub deferrals: RingDeferrals,
-    /// Groups in the customer tenant an engineer may be elevated into (display names).
+    /// Role groups an engineer may be elevated into (display names of
+    /// [`crate::onboarding::RoleGroup`]s, which onboarding creates).
     pub access_role_groups: Vec<String>,
     /// Longest temporary access, in hours.
     pub access_max_hours: u32,
@@ -500,10 +501,10 @@ impl Default for TenantSettings {
             usage_location: None,
             service_account_skus: vec!["SPE_E5".to_string()],
             deferrals: RingDeferrals::default(),
-            access_role_groups: vec![
-                "Modern Workplace Roles-Service Engineers".to_string(),
-                "Modern Workplace Roles-SOC".to_string(),
-            ],
+            access_role_groups: crate::onboarding::RoleGroup::ALL
+                .iter()
+                .map(|g| g.display_name().to_string())
+                .collect(),
             access_max_hours: DEFAULT_ACCESS_MAX_HOURS,
             graph_budget: GraphBudget::default(),
             ring_shares: crate::rings::RingShares::default(),
@@ -567,7 +568,26 @@ impl TenantSettings {
                 if groups.is_empty() {
                     return Err(InvalidInput::new(name, "at least one role group is needed"));
                 }
-                self.access_role_groups = groups;
+                // Only groups onboarding creates (role-assignable, carrying their roles) can be
+                // elevated into: elevation uses the id onboarding recorded.
+                let known = || {
+                    crate::onboarding::RoleGroup::ALL
+                        .iter()
+                        .map(|g| g.display_name())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                let mut names = Vec::new();
+                for g in &groups {
+                    let group = crate::onboarding::RoleGroup::by_display_name(g).ok_or_else(|| {
+                        InvalidInput::new(
+                            name,
+                            format!("{g:?} is not a role group onboarding creates; choose from: {}", known()),
+                        )
+                    })?;
+                    names.push(group.display_name().to_string());
+                }
+                self.access_role_groups = names;
             }
             "access_max_hours" => {
                 let hours = number(name)?;
@@ -802,6 +822,29 @@ mod tests {
         assert!(err.problem.contains("not a GUID"), "{err}");
         let ok: TenantId = "72F988BF-86F1-41AF-91AB-2D7CD011DB47".parse().unwrap();
         assert_eq!(ok.as_str(), "72f988bf-86f1-41af-91ab-2d7cd011db47");
+    }
+
+    #[test]
+    fn access_role_groups_are_the_role_groups_onboarding_creates() {
+        let mut settings = TenantSettings::default();
+        assert_eq!(
+            settings.access_role_groups,
+            ["Modern Workplace Roles-Service Engineers", "Modern Workplace Roles-SOC"]
+        );
+        settings
+            .set("access_role_groups", "modern workplace roles-soc")
+            .unwrap();
+        assert_eq!(settings.access_role_groups, ["Modern Workplace Roles-SOC"]);
+        let err = settings
+            .set("access_role_groups", "Modern Workplace Roles-SOC, Global Admins")
+            .unwrap_err();
+        assert_eq!(err.field, "access_role_groups");
+        assert!(
+            err.problem
+                .contains("\"Global Admins\" is not a role group onboarding creates"),
+            "{err}"
+        );
+        assert_eq!(settings.access_role_groups, ["Modern Workplace Roles-SOC"], "unchanged");
     }
 
     #[test]

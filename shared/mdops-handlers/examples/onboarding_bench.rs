@@ -165,6 +165,8 @@ fn lower_bound() -> (usize, usize) {
             | StepKind::UpdatePolicy(_)
             | StepKind::SecurityBaseline
             | StepKind::RoleMembership(..)
+            | StepKind::RoleGroup(_)
+            | StepKind::RoleGroupRole(..)
             | StepKind::GroupDescription(_)
             | StepKind::UpdatePolicyAssignment(_) => {
                 reads += 1;
@@ -192,7 +194,7 @@ fn critical_path_calls() -> usize {
         StepKind::MdmAuthority => 2,
         StepKind::Account(_) | StepKind::Group(_) | StepKind::GroupDescription(_) => 2,
         StepKind::DirectoryRoles => 1 + mdops_core::onboarding::DirectoryRole::ALL.len(),
-        StepKind::RoleMembership(..) => 2,
+        StepKind::RoleMembership(..) | StepKind::RoleGroup(_) | StepKind::RoleGroupRole(..) => 2,
         StepKind::UpdatePolicy(_) | StepKind::SecurityBaseline => 2,
         StepKind::UpdatePolicyAssignment(_) => 2,
         StepKind::Inventory(_) => 1,

@@ -98,6 +98,97 @@ async fn a_fresh_tenant_with_only_global_administrator_active_onboards_activatin
     assert!(rig.writes_after(mark).await.is_empty());
 }
 
+/// The role groups guests are elevated into are made by onboarding: role-assignable security
+/// groups, each a member of exactly its directory roles, with the ids recorded where elevation
+/// reads them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn role_groups_are_created_role_assignable_carrying_their_roles_and_recorded() {
+    use mdops_core::onboarding::role_groups::RoleGroupIds;
+    use mdops_core::onboarding::{DirectoryRole, RoleGroup, StepKind};
+    use mdops_graph::Query;
+    use serde_json::Value;
+    let rig = Rig::start(|_| {}).await;
+    let view = rig.onboard(TIMEOUT).await;
+    assert_eq!(view.status(), RunStatus::Succeeded, "{:#?}", view.steps);
+    let tid: mdops_core::tenant::TenantId = rig.tenant_id.parse().unwrap();
+    let (tenant, graph) = rig.deps.reach.tenant(&tid).await.expect("reach tenant");
+    let roles = view.step("directory-roles").and_then(|s| s.output.clone()).unwrap()["roles"].clone();
+    for group in RoleGroup::ALL {
+        let step = view.step(&StepKind::RoleGroup(group).name()).unwrap();
+        let id = step.output.as_ref().unwrap()["id"].as_str().unwrap().to_string();
+        let recorded = RoleGroupIds::new(rig.deps.store.as_ref())
+            .get(&tenant.tenant_id, group)
+            .await
+            .unwrap()
+            .expect("the id is recorded");
+        assert_eq!(recorded.id, id);
+        assert_eq!(recorded.run_id, view.run.run_id);
+        let g: Value = graph
+            .get(
+                &format!("groups/{id}"),
+                &Query::select(&[
+                    "id",
+                    "displayName",
+                    "isAssignableToRole",
+                    "securityEnabled",
+                    "mailEnabled",
+                ]),
+            )
+            .await
+            .unwrap();
+        assert_eq!(g["displayName"], group.display_name());
+        assert_eq!(g["isAssignableToRole"], true, "{g}");
+        assert_eq!(g["securityEnabled"], true);
+        assert_eq!(g["mailEnabled"], false);
+        for role in DirectoryRole::ALL {
+            let role_id = roles[role.as_str()].as_str().unwrap();
+            let members: Vec<Value> = graph
+                .list_all(&format!("directoryRoles/{role_id}/members"), &Query::select(&["id"]), 5)
+                .await
+                .unwrap();
+            let holds = members.iter().any(|m| m["id"] == id.as_str());
+            assert_eq!(
+                holds,
+                group.roles().contains(&role),
+                "{} in {}",
+                group.as_str(),
+                role.as_str()
+            );
+        }
+    }
+}
+
+/// A group with a role group's name that was not created role-assignable can never become one
+/// (Graph sets `isAssignableToRole` only at creation): it is reported, never adopted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_same_named_group_that_is_not_role_assignable_is_reported_not_adopted() {
+    use mdops_core::onboarding::RoleGroup;
+    use mdops_core::onboarding::role_groups::RoleGroupIds;
+    let rig = Rig::start(|seed| {
+        seed.objects
+            .groups
+            .push(tenant_sim::seeds::GroupSeed::security(RoleGroup::Soc.display_name()));
+    })
+    .await;
+    let view = rig.onboard(TIMEOUT).await;
+    assert_eq!(view.status(), RunStatus::Failed);
+    let step = view.step("role-group:soc").unwrap();
+    assert_eq!(step.status, StepStatus::Failed);
+    let reason = step.last_error.clone().unwrap_or_default();
+    assert!(
+        reason.contains("is not role-assignable") && reason.contains("replay step role-group:soc"),
+        "{reason}"
+    );
+    assert_eq!(
+        view.step("role-group-role:soc:security-reader").unwrap().status,
+        StepStatus::Blocked
+    );
+    let tenant = rig.tenant_id.parse().unwrap();
+    let ids = RoleGroupIds::new(rig.deps.store.as_ref());
+    assert!(ids.get(&tenant, RoleGroup::Soc).await.unwrap().is_none());
+    assert!(ids.get(&tenant, RoleGroup::ServiceEngineers).await.unwrap().is_some());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enrolling_an_onboarded_tenant_again_converges_with_zero_writes() {
     let rig = Rig::start(|_| {}).await;

@@ -1,6 +1,7 @@
 //! Onboarding as a resumable state machine.
 //!
 //! - [`plan`]: the DAG of steps a run has.
+//! - [`role_groups`]: the object ids of the role groups onboarding created, which elevation uses.
 //! - [`runs`]: runs and steps in the state store, and the conditional transitions that make any
 //!   message safe to deliver twice, late or after a crash.
 //! - [`StepMessage`]: the queue message that carries one step of one run.
@@ -16,6 +17,7 @@
 
 pub mod adoption;
 pub mod plan;
+pub mod role_groups;
 pub mod runs;
 
 use serde::{Deserialize, Serialize};
@@ -23,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use crate::message::Message;
 use crate::tenant::TenantId;
 
-pub use plan::{Account, DirectoryRole, Inventory, PlannedStep, StepKind, plan};
+pub use plan::{Account, DirectoryRole, Inventory, PlannedStep, RoleGroup, StepKind, plan};
 
 /// Current version of [`StepMessage`].
 pub const STEP_MESSAGE_VERSION: u64 = 1;

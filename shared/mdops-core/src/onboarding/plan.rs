@@ -142,6 +142,60 @@ impl Account {
     }
 }
 
+/// A role group engineers' guests are elevated into for an approved access request: a
+/// role-assignable security group (`isAssignableToRole: true`, which Graph allows only at
+/// creation) carrying directory roles. Onboarding creates it and records its object id
+/// ([`crate::onboarding::role_groups`]); elevation uses that id, never the display name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RoleGroup {
+    /// Service engineers: Intune administration and read access to the directory.
+    ServiceEngineers,
+    /// The Secure Operations Centre: read-only security access (Defender portal auditing).
+    Soc,
+}
+
+impl RoleGroup {
+    /// Every role group, in creation order.
+    pub const ALL: [RoleGroup; 2] = [RoleGroup::ServiceEngineers, RoleGroup::Soc];
+
+    /// Name used in step names and record keys.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RoleGroup::ServiceEngineers => "service-engineers",
+            RoleGroup::Soc => "soc",
+        }
+    }
+
+    /// Display name in the tenant (what `access_role_groups` and access requests name).
+    pub fn display_name(self) -> &'static str {
+        match self {
+            RoleGroup::ServiceEngineers => "Modern Workplace Roles-Service Engineers",
+            RoleGroup::Soc => "Modern Workplace Roles-SOC",
+        }
+    }
+
+    /// `mailNickname` (required by Graph even for security groups).
+    pub fn mail_nickname(self) -> String {
+        format!("ModernWorkplaceRoles-{}", self.as_str())
+    }
+
+    /// The directory roles the group carries (least privilege for what the engineers do).
+    pub fn roles(self) -> &'static [DirectoryRole] {
+        match self {
+            RoleGroup::ServiceEngineers => &[DirectoryRole::IntuneAdministrator, DirectoryRole::GlobalReader],
+            RoleGroup::Soc => &[DirectoryRole::SecurityReader],
+        }
+    }
+
+    /// The role group with this display name (case-insensitive, as Entra compares names).
+    pub fn by_display_name(name: &str) -> Option<RoleGroup> {
+        RoleGroup::ALL
+            .into_iter()
+            .find(|g| g.display_name().eq_ignore_ascii_case(name.trim()))
+    }
+}
+
 /// What a detected-inventory step reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -179,6 +233,10 @@ pub enum StepKind {
     DirectoryRoles,
     /// A service account is a member of a directory role.
     RoleMembership(Account, DirectoryRole),
+    /// A role group exists, created role-assignable; its id is recorded for elevation.
+    RoleGroup(RoleGroup),
+    /// A role group carries one of its directory roles (is a member of the role).
+    RoleGroupRole(RoleGroup, DirectoryRole),
     /// A ring's device group exists.
     Group(Ring),
     /// A ring's device group carries its description (`PATCH /groups/{id}`).
@@ -204,6 +262,8 @@ impl StepKind {
             StepKind::Account(a) => format!("account:{}", a.as_str()),
             StepKind::DirectoryRoles => "directory-roles".into(),
             StepKind::RoleMembership(a, r) => format!("role:{}:{}", a.as_str(), r.as_str()),
+            StepKind::RoleGroup(g) => format!("role-group:{}", g.as_str()),
+            StepKind::RoleGroupRole(g, r) => format!("role-group-role:{}:{}", g.as_str(), r.as_str()),
             StepKind::Group(r) => format!("group:{}", r.as_str()),
             StepKind::GroupDescription(r) => format!("group-description:{}", r.as_str()),
             StepKind::UpdatePolicy(r) => format!("update-policy:{}", r.as_str()),
@@ -237,6 +297,13 @@ impl FromStr for StepKind {
         let unknown = || UnknownStep(s.to_string());
         let ring = |r: &str| Ring::ALL.into_iter().find(|x| x.as_str() == r).ok_or_else(unknown);
         let account = |a: &str| Account::ALL.into_iter().find(|x| x.as_str() == a).ok_or_else(unknown);
+        let role_group = |g: &str| RoleGroup::ALL.into_iter().find(|x| x.as_str() == g).ok_or_else(unknown);
+        let role = |r: &str| {
+            DirectoryRole::ALL
+                .into_iter()
+                .find(|x| x.as_str() == r)
+                .ok_or_else(unknown)
+        };
         let parts: Vec<&str> = s.split(':').collect();
         Ok(match parts.as_slice() {
             ["preflight"] => StepKind::Preflight,
@@ -247,14 +314,20 @@ impl FromStr for StepKind {
             ["account", a] => StepKind::Account(account(a)?),
             ["role", a, r] => {
                 let account = account(a)?;
-                let role = DirectoryRole::ALL
-                    .into_iter()
-                    .find(|x| x.as_str() == *r)
-                    .ok_or_else(unknown)?;
+                let role = role(r)?;
                 if !account.roles().contains(&role) {
                     return Err(unknown());
                 }
                 StepKind::RoleMembership(account, role)
+            }
+            ["role-group", g] => StepKind::RoleGroup(role_group(g)?),
+            ["role-group-role", g, r] => {
+                let group = role_group(g)?;
+                let role = role(r)?;
+                if !group.roles().contains(&role) {
+                    return Err(unknown());
+                }
+                StepKind::RoleGroupRole(group, role)
             }
             ["group", r] => StepKind::Group(ring(r)?),
             ["group-description", r] => StepKind::GroupDescription(ring(r)?),
@@ -279,7 +352,8 @@ pub struct PlannedStep {
 }
 
 /// The onboarding DAG. Everything waits for preflight; Intune objects wait for the MDM
-/// authority; memberships wait for their account; assignments wait for both policy and group.
+/// authority; memberships wait for their account (or role group) and the role ids; assignments
+/// wait for both policy and group.
 pub fn plan() -> Vec<PlannedStep> {
     let step = |kind: StepKind, deps: Vec<StepKind>| PlannedStep { kind, deps };
     let mut steps = vec![
@@ -293,6 +367,15 @@ pub fn plan() -> Vec<PlannedStep> {
             steps.push(step(
                 StepKind::RoleMembership(account, *role),
                 vec![StepKind::Account(account), StepKind::DirectoryRoles],
+            ));
+        }
+    }
+    for group in RoleGroup::ALL {
+        steps.push(step(StepKind::RoleGroup(group), vec![StepKind::Preflight]));
+        for role in group.roles() {
+            steps.push(step(
+                StepKind::RoleGroupRole(group, *role),
+                vec![StepKind::RoleGroup(group), StepKind::DirectoryRoles],
             ));
         }
     }
@@ -349,6 +432,34 @@ mod tests {
         }
         assert!("role:admin:security-reader".parse::<StepKind>().is_err());
         assert!("group:huge".parse::<StepKind>().is_err());
+        assert!("role-group-role:soc:intune-administrator".parse::<StepKind>().is_err());
+        assert!("role-group:admins".parse::<StepKind>().is_err());
+    }
+
+    #[test]
+    fn each_role_group_is_created_then_given_each_of_its_roles_once_the_roles_are_active() {
+        let steps = plan();
+        for group in RoleGroup::ALL {
+            let create = steps.iter().find(|s| s.kind == StepKind::RoleGroup(group)).unwrap();
+            assert_eq!(create.deps, vec![StepKind::Preflight]);
+            assert!(!group.roles().is_empty());
+            for role in group.roles() {
+                let carry = steps
+                    .iter()
+                    .find(|s| s.kind == StepKind::RoleGroupRole(group, *role))
+                    .unwrap_or_else(|| panic!("{} carries {}", group.as_str(), role.as_str()));
+                assert_eq!(carry.deps, vec![StepKind::RoleGroup(group), StepKind::DirectoryRoles]);
+                assert!(
+                    DirectoryRole::ALL.contains(role),
+                    "the directory-roles step activates it"
+                );
+            }
+            assert_eq!(
+                RoleGroup::by_display_name(&group.display_name().to_uppercase()),
+                Some(group)
+            );
+        }
+        assert_eq!(RoleGroup::by_display_name("Global Admins"), None);
     }
 
     /// `account_prefix` and `account_domain` (docs/tenant-settings.md) reach the accounts' UPNs.

@@ -212,6 +212,7 @@ async fn handle_decoded(message: StepMessage, receive_count: u32, deps: &Deps) -
                 last_write_attempt,
                 write_attempted: AtomicBool::new(false),
                 queue: deps.queue.as_ref(),
+                store: deps.store.as_ref(),
                 now: deps.now(),
                 lag_window: deps.lag_window,
                 adoption: &adoption,

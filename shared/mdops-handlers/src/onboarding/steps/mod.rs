@@ -10,6 +10,8 @@ mod inventory;
 mod licences;
 mod mdm_authority;
 mod preflight;
+mod role_group;
+mod role_group_role;
 mod role_membership;
 mod security_baseline;
 mod update_policy;
@@ -51,6 +53,8 @@ pub struct StepContext<'a> {
     /// Set by a step just before it writes, so a retry knows a create may be in flight.
     pub write_attempted: AtomicBool,
     pub queue: &'a dyn Queue,
+    /// The state store, for what a step records beyond its output (the role groups' ids).
+    pub store: &'a dyn Store,
     pub now: DateTime<Utc>,
     /// How long a create may take to become visible to reads (replication lag).
     pub lag_window: Duration,
@@ -185,6 +189,8 @@ pub async fn execute(kind: StepKind, ctx: &StepContext<'_>) -> StepOutcome {
         StepKind::Account(account) => account::run(ctx, account).await,
         StepKind::DirectoryRoles => directory_roles::run(ctx).await,
         StepKind::RoleMembership(account, role) => role_membership::run(ctx, account, role).await,
+        StepKind::RoleGroup(group) => role_group::run(ctx, group).await,
+        StepKind::RoleGroupRole(group, role) => role_group_role::run(ctx, group, role).await,
         StepKind::Group(ring) => group::run(ctx, ring).await,
         StepKind::GroupDescription(ring) => group_description::run(ctx, ring).await,
         StepKind::UpdatePolicy(ring) => update_policy::run(ctx, ring).await,

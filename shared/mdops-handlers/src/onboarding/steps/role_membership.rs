@@ -1,7 +1,7 @@
 //! A service account's membership of a directory role. Natural key: (role template, user id).
 //! The role's object id is the one the directory-roles step recorded (activated if need be).
-//! Reads the role's members first, so a converged tenant sees no write; Graph's own "already
-//! exist" answer to a concurrent add is taken as done.
+//! [`ensure_member`] reads the role's members first, so a converged tenant sees no write; Graph's
+//! own "already exist" answer to a concurrent add is taken as done. The role-group steps use it too.
 
 use mdops_core::onboarding::{Account, DirectoryRole, StepKind};
 use mdops_core::outcome::StepOutcome;
@@ -24,26 +24,34 @@ pub async fn run(ctx: &StepContext<'_>, account: Account, role: DirectoryRole) -
         Ok(id) => id,
         Err(outcome) => return Ok(outcome),
     };
+    ensure_member(ctx, &role_id, &user_id).await
+}
+
+/// Makes `member_id` (a user, or a role-assignable group) a member of the directory role
+/// `role_id`: reads the members first, so a converged tenant sees no write; Graph's own "already
+/// exist" answer to a concurrent add is taken as done. Records `{id: role, member, created}`.
+pub async fn ensure_member(ctx: &StepContext<'_>, role_id: &str, member_id: &str) -> Result<StepOutcome, GraphError> {
     let members: Vec<Member> = ctx
         .graph
         .list_all(
-            &format!("directoryRoles/{}/members", role_id),
+            &format!("directoryRoles/{role_id}/members"),
             &Query::select(&["id"]),
             MAX_PAGES,
         )
         .await?;
-    let output =
-        |created: bool| StepOutcome::done(serde_json::json!({ "id": role_id, "member": user_id, "created": created }));
-    if members.iter().any(|m| m.id == user_id) {
+    let output = |created: bool| {
+        StepOutcome::done(serde_json::json!({ "id": role_id, "member": member_id, "created": created }))
+    };
+    if members.iter().any(|m| m.id == member_id) {
         return Ok(output(false));
     }
     let reference = serde_json::json!({
-        "@odata.id": format!("{}directoryObjects/{user_id}", ctx.graph.client().config().graph_base)
+        "@odata.id": format!("{}directoryObjects/{member_id}", ctx.graph.client().config().graph_base)
     });
     ctx.attempting_write();
     match ctx
         .graph
-        .post_no_content(&format!("directoryRoles/{}/members/$ref", role_id), &reference)
+        .post_no_content(&format!("directoryRoles/{role_id}/members/$ref"), &reference)
         .await
     {
         Ok(()) => Ok(output(true)),
