@@ -12,6 +12,8 @@ use mdops_core::access::{
     AccessRequests, AccessSettings, AccessState, Caller, EffectStatus, NewAccessRequest, save_settings,
 };
 use mdops_core::crash_point::{ACCESS_DECIDED, ACCESS_ELEVATED, CRASH_AT_ENV};
+use mdops_core::onboarding::RoleGroup;
+use mdops_core::onboarding::role_groups::RoleGroupIds;
 use mdops_core::store::Store;
 use mdops_graph::{GraphClient, GraphConfig};
 use mdops_handlers::Deps;
@@ -65,7 +67,14 @@ async fn rig() -> Rig {
     let secret = format!("kill-access-{}", uuid::Uuid::new_v4());
     let mut seed = consented_tenant("contoso", id, client, &secret);
     seed.knobs.replication_lag_ms = 300;
-    seed.objects.groups.push(GroupSeed::security(SOC));
+    // The SOC role group as onboarding makes it (role-assignable), its id recorded below the way
+    // the role-group step records it.
+    let soc = uuid::Uuid::new_v4();
+    seed.objects.groups.push(GroupSeed {
+        id: Some(soc),
+        is_assignable_to_role: true,
+        ..GroupSeed::security(SOC)
+    });
     seed.objects.users.push(UserSeed::member("mdops-access", Some("US")));
     let sim = tenant_sim::start("127.0.0.1:0", vec![seed]).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -85,6 +94,16 @@ async fn rig() -> Rig {
     run_ok(add);
     let backend = SqliteBackend::open(&db).unwrap();
     let store: Arc<dyn Store> = Arc::new(backend.store().clone());
+    RoleGroupIds::new(store.as_ref())
+        .record(
+            &id.to_string().parse().unwrap(),
+            RoleGroup::Soc,
+            &soc.to_string(),
+            "test-onboarding",
+            Utc::now(),
+        )
+        .await
+        .unwrap();
     save_settings(
         store.as_ref(),
         &AccessSettings {

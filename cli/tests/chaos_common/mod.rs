@@ -15,6 +15,8 @@ use chrono::Utc;
 use mdops_core::access::{
     AccessRequests, AccessSettings, AccessState, Caller, EffectStatus, NewAccessRequest, save_settings,
 };
+use mdops_core::onboarding::RoleGroup;
+use mdops_core::onboarding::role_groups::RoleGroupIds;
 use mdops_core::onboarding::runs::{RunSettings, RunStatus, Runs, StepStatus};
 use mdops_core::queue::Queue;
 use mdops_core::store::Store;
@@ -25,7 +27,7 @@ use mdops_local::SqliteBackend;
 use rand::Rng;
 use tenant_sim::chaos::ChaosSpec;
 use tenant_sim::knobs::Knobs;
-use tenant_sim::seeds::{GroupSeed, UserSeed, consented_tenant};
+use tenant_sim::seeds::{UserSeed, consented_tenant};
 
 use crate::processes;
 use crate::processes::run_ok;
@@ -181,6 +183,37 @@ fn database_text(db: &std::path::Path) -> String {
     out
 }
 
+/// Per tenant one request to revoke early and one already past its end (approved six minutes
+/// "ago" for five), approved; returns the ids to revoke and every (tenant, request id).
+async fn file_requests(
+    deps: &Deps,
+    earlier: &Deps,
+    approver: &Caller,
+    tenants: &[ChaosTenant],
+) -> (Vec<String>, Vec<(String, String)>) {
+    let (mut to_revoke, mut requests) = (Vec::new(), Vec::new());
+    for (i, t) in tenants.iter().enumerate() {
+        for (minutes, service) in [(60, deps), (5, earlier)] {
+            let engineer = person(&format!("eng{i}-{minutes}@provider.example"));
+            let service = AccessService::new(service.clone());
+            let input = NewAccessRequest {
+                tenant: t.id.clone(),
+                role_group: SOC.into(),
+                justification: "chaos".into(),
+                ticket: "INC-CHAOS".into(),
+                duration_minutes: minutes,
+            };
+            let r = service.request(&engineer, &input, None).await.unwrap().request;
+            service.approve(approver, &r.id).await.unwrap();
+            if minutes == 60 {
+                to_revoke.push(r.id.clone());
+            }
+            requests.push((t.id.clone(), r.id));
+        }
+    }
+    (to_revoke, requests)
+}
+
 /// Runs the chaos scenario on `backend` as `plan` says; prints the figures and asserts the zeros.
 pub async fn run(backend: ChaosBackend, plan: ChaosPlan) {
     let (n, seed) = (plan.tenants, plan.seed);
@@ -198,7 +231,6 @@ pub async fn run(backend: ChaosBackend, plan: ChaosPlan) {
             replication_lag_ms: 300,
             ..Knobs::default()
         };
-        s.objects.groups.push(GroupSeed::security(SOC));
         s.objects.users.push(UserSeed::member("mdops-access", Some("US")));
         seeds.push((s, client));
         tenants.push(ChaosTenant {
@@ -262,27 +294,20 @@ pub async fn run(backend: ChaosBackend, plan: ChaosPlan) {
         ..deps.clone()
     };
     let approver = person("bob@provider.example");
-    let mut to_revoke = Vec::new();
-    let mut requests = Vec::new();
-    for (i, t) in tenants.iter().enumerate() {
-        for (minutes, service) in [(60, &deps), (5, &earlier)] {
-            let engineer = person(&format!("eng{i}-{minutes}@provider.example"));
-            let service = AccessService::new(service.clone());
-            let input = NewAccessRequest {
-                tenant: t.id.clone(),
-                role_group: SOC.into(),
-                justification: "chaos".into(),
-                ticket: "INC-CHAOS".into(),
-                duration_minutes: minutes,
-            };
-            let r = service.request(&engineer, &input, None).await.unwrap().request;
-            service.approve(&approver, &r.id).await.unwrap();
-            if minutes == 60 {
-                to_revoke.push(r.id.clone());
-            }
-            requests.push((t.id.clone(), r.id));
+    let mut to_revoke: Vec<String> = Vec::new();
+    let mut requests: Vec<(String, String)> = Vec::new();
+    // Filed once onboarding has created and recorded every tenant's SOC role group (the only
+    // group elevation goes into), while the rest of onboarding still runs.
+    let soc_recorded = |tid: String| {
+        let store = store.clone();
+        async move {
+            RoleGroupIds::new(store.as_ref())
+                .get(&tid.parse().unwrap(), RoleGroup::Soc)
+                .await
+                .unwrap()
+                .map(|r| r.id)
         }
-    }
+    };
 
     // Work under kills until every run is finished and every access settled.
     let runs = Runs::new(store.as_ref(), RunSettings::default());
@@ -297,12 +322,21 @@ pub async fn run(backend: ChaosBackend, plan: ChaosPlan) {
         child.kill().expect("SIGKILL the worker");
         child.wait().unwrap();
         kills += 1;
-        if !revoked && kills >= 2 {
+        if !requests.is_empty() && !revoked {
             for id in &to_revoke {
                 // Revoked while its elevation may still be in flight.
                 let _ = service.revoke(&approver, id, "chaos: revoked early").await;
             }
             revoked = true;
+        }
+        if requests.is_empty() {
+            let mut all = true;
+            for t in &tenants {
+                all &= soc_recorded(t.id.clone()).await.is_some();
+            }
+            if all {
+                (to_revoke, requests) = file_requests(&deps, &earlier, &approver, &tenants).await;
+            }
         }
         let mut done = revoked;
         for t in &tenants {
@@ -348,6 +382,13 @@ pub async fn run(backend: ChaosBackend, plan: ChaosPlan) {
     for (tid, id) in &requests {
         settled.push((tid.clone(), access.get(id).await.unwrap().unwrap().request));
     }
+    let mut socs = BTreeMap::new();
+    for t in &tenants {
+        let id = soc_recorded(t.id.clone())
+            .await
+            .expect("onboarding recorded the SOC group");
+        socs.insert(t.id.clone(), id);
+    }
     {
         let st = sim.shared().lock();
         for t in &tenants {
@@ -364,13 +405,7 @@ pub async fn run(backend: ChaosBackend, plan: ChaosPlan) {
                 }
             }
             duplicates += names.values().map(|n| n - 1).sum::<usize>();
-            let soc = tenant
-                .groups
-                .all()
-                .find(|g| g.data.get("displayName").and_then(|v| v.as_str()) == Some(SOC))
-                .unwrap()
-                .id
-                .clone();
+            let soc = socs[&t.id].clone();
             for (tid, r) in &settled {
                 if tid != &t.id {
                     continue;

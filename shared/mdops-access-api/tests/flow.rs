@@ -792,9 +792,9 @@ async fn the_sweep_removes_a_guest_without_a_live_grant_and_keeps_the_rest() {
         .expect("seed a member");
     let member = member.to_string();
     let (_, graph) = rig.deps.reach.tenant(&rig.customer.parse().unwrap()).await.unwrap();
-    let group = graph.find_groups_by_display_name(SOC).await.unwrap().remove(0);
+    let group = rig.soc_id().await;
     for by_hand in [&stale_guest, &member] {
-        graph.add_group_member(&group.id, by_hand).await.expect("added by hand");
+        graph.add_group_member(&group, by_hand).await.expect("added by hand");
     }
 
     let report = mdops_handlers::access::sweep(&rig.deps).await.unwrap();
@@ -813,4 +813,91 @@ async fn the_sweep_removes_a_guest_without_a_live_grant_and_keeps_the_rest() {
     assert_eq!(trail.len(), 1, "{trail:?}");
     assert_eq!(trail[0].action, "sweep.removed");
     assert_eq!(trail[0].detail["guest_id"], stale_guest.as_str());
+}
+
+/// Elevation goes into the group onboarding recorded, never one found by its display name: a
+/// namesake listed first (anyone allowed to create groups can make one) stays empty.
+#[tokio::test]
+async fn elevation_uses_the_group_onboarding_recorded_not_a_namesake() {
+    let rig = Rig::start(Backend::Sqlite).await;
+    // The group seeded first becomes the namesake; onboarding's is a second one, recorded.
+    let namesake = rig.soc_id().await;
+    let made = uuid::Uuid::new_v4();
+    rig.control
+        .add_objects(
+            &rig.customer,
+            &tenant_sim::seeds::ObjectsSeed {
+                groups: vec![tenant_sim::seeds::GroupSeed {
+                    display_name: SOC.into(),
+                    id: Some(made),
+                    members: Vec::new(),
+                    is_assignable_to_role: true,
+                }],
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    mdops_core::onboarding::role_groups::RoleGroupIds::new(rig.deps.store.as_ref())
+        .record(
+            &rig.customer.parse().unwrap(),
+            mdops_core::onboarding::RoleGroup::Soc,
+            &made.to_string(),
+            "test-onboarding.2",
+            rig.clock.now(),
+        )
+        .await
+        .unwrap();
+    let id = rig.request(60).await;
+    approve_and_elevate(&rig, &id).await;
+    let r = rig.stored(&id).await;
+    assert_eq!(r.group_id.as_deref(), Some(made.to_string().as_str()));
+    assert!(rig.soc_members().await.contains(r.guest_id.as_ref().unwrap()));
+    let (_, graph) = rig.deps.reach.tenant(&rig.customer.parse().unwrap()).await.unwrap();
+    assert!(graph.list_group_members(&namesake).await.unwrap().is_empty());
+}
+
+/// A tenant whose role group onboarding never recorded (not onboarded, no run in progress): the
+/// elevation dead-letters at once with one line saying what to do; nothing is written to Graph.
+#[tokio::test]
+async fn elevation_into_a_group_onboarding_never_recorded_fails_saying_what_to_do() {
+    let rig = Rig::start(Backend::Sqlite).await;
+    let soc = rig.soc_id().await;
+    rig.deps
+        .store
+        .transact(vec![mdops_core::store::Write::Delete {
+            key: mdops_core::onboarding::role_groups::role_group_key(
+                &rig.customer.parse().unwrap(),
+                mdops_core::onboarding::RoleGroup::Soc,
+            ),
+            condition: mdops_core::store::Condition::Any,
+        }])
+        .await
+        .unwrap();
+    let id = rig.request(60).await;
+    let (status, _) = rig
+        .call(
+            "POST",
+            &format!("/requests/{id}/approve"),
+            Some(&rig.member(BOB).await),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    rig.drain_until(
+        |r| r.elevation.as_ref().is_some_and(|e| e.status == EffectStatus::Failed),
+        &id,
+    )
+    .await;
+    let dead = rig.deps.queue.dead_letters(QueueName::Access, 10).await.unwrap();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    let reason = &dead[0].failure.as_ref().unwrap().reason;
+    assert!(
+        reason.contains("has no object id recorded") && reason.contains("step role-group:soc"),
+        "{reason}"
+    );
+    assert_eq!(dead[0].failure.as_ref().unwrap().attempts, 1, "permanent: not retried");
+    assert!(!reason.contains('\n'));
+    let (_, graph) = rig.deps.reach.tenant(&rig.customer.parse().unwrap()).await.unwrap();
+    assert!(graph.list_group_members(&soc).await.unwrap().is_empty());
 }

@@ -10,6 +10,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use mdops_access_api::{ApiState, AuthSettings, JwtValidator};
 use mdops_core::access::{AccessRequest, AccessRequests, AccessSettings, save_settings};
+use mdops_core::onboarding::RoleGroup;
+use mdops_core::onboarding::role_groups::RoleGroupIds;
 use mdops_core::queue::{Queue, QueueName, QueueSettings};
 use mdops_core::store::{AuditEntry, Store};
 use mdops_core::tenant::{CredentialRef, Tenant, TenantRegistry, TenantSettings};
@@ -128,10 +130,14 @@ impl Rig {
         customer.id = Some(customer_id);
         let (customer_app, customer_client) = app(&secret, PRODUCT_PERMISSIONS.iter().map(|p| p.to_string()).collect());
         customer.apps.push(customer_app);
-        for name in [SOC, "Modern Workplace Roles-Service Engineers"] {
+        // The role groups as onboarding makes them (role-assignable), with known ids recorded
+        // below the way the role-group step records them.
+        let role_groups: Vec<(RoleGroup, uuid::Uuid)> =
+            RoleGroup::ALL.into_iter().map(|g| (g, uuid::Uuid::new_v4())).collect();
+        for (group, id) in &role_groups {
             customer.objects.groups.push(GroupSeed {
-                display_name: name.into(),
-                id: None,
+                display_name: group.display_name().into(),
+                id: Some(*id),
                 members: Vec::new(),
                 is_assignable_to_role: true,
             });
@@ -158,6 +164,13 @@ impl Rig {
                 (Arc::new(b.store().clone()), Arc::new(b.queue().clone()))
             }
         };
+        let customer_tid = customer_id.to_string().parse().unwrap();
+        for (group, id) in &role_groups {
+            RoleGroupIds::new(store.as_ref())
+                .record(&customer_tid, *group, &id.to_string(), "test-onboarding", Utc::now())
+                .await
+                .expect("record role group");
+        }
         let registry = TenantRegistry::new(store.as_ref());
         for (id, name, client) in [
             (provider_id, "provider", provider_client),
@@ -370,12 +383,21 @@ impl Rig {
         self.control.mail(&self.provider).await.expect("mail log")
     }
 
+    /// The SOC group's object id, as onboarding recorded it.
+    pub async fn soc_id(&self) -> String {
+        RoleGroupIds::new(self.deps.store.as_ref())
+            .get(&self.customer.parse().unwrap(), RoleGroup::Soc)
+            .await
+            .unwrap()
+            .expect("SOC group recorded")
+            .id
+    }
+
     /// Object ids of the members of the customer's SOC group.
     pub async fn soc_members(&self) -> Vec<String> {
         let (_, graph) = self.deps.reach.tenant(&self.customer.parse().unwrap()).await.unwrap();
-        let group = graph.find_groups_by_display_name(SOC).await.unwrap().remove(0);
         graph
-            .list_group_members(&group.id)
+            .list_group_members(&self.soc_id().await)
             .await
             .unwrap()
             .into_iter()

@@ -4,7 +4,9 @@
 //!   redelivered message does not mail twice.
 //! - elevate: the engineer's guest account in the customer tenant, as mdops recorded it
 //!   (`mdops_core::access::guests`: invited by mdops, or adopted by an operator; never a user that
-//!   merely has the address in `mail`), is added to the role group and the request marked active.
+//!   merely has the address in `mail`), is added to the role group (by the object id onboarding
+//!   recorded, `mdops_core::onboarding::role_groups`; never found by name) and the request marked
+//!   active.
 //!   If the request ended meanwhile, the removal is queued again.
 //! - remove: unless another live grant of the same guest to the same group holds the membership,
 //!   take the guest out (a 404 is checked against the member list); then keep re-checking the
@@ -26,9 +28,13 @@ use mdops_core::access::{
     EffectStatus, MailKind, Versioned, audit_entry, load_settings,
 };
 use mdops_core::message::decode;
+use mdops_core::onboarding::RoleGroup;
+use mdops_core::onboarding::role_groups::RoleGroupIds;
+use mdops_core::onboarding::runs::{RunStatus, Runs};
 use mdops_core::queue::{DEFAULT_MAX_RECEIVE_COUNT, Failure};
 use mdops_core::store::StoreError;
-use mdops_core::store::{AuditEntry, Condition};
+use mdops_core::store::{AuditEntry, Condition, Store};
+use mdops_core::tenant::TenantId;
 use mdops_graph::resources::directory::NewInvitation;
 use mdops_graph::resources::users::{USER_SELECT, User};
 use mdops_graph::{GraphError, Query, TenantGraph, odata_string};
@@ -313,11 +319,39 @@ async fn send_mail(
     Ok(())
 }
 
-/// The role group's object id in the customer tenant: the first group with the display name.
-// TODO(issue 13): the id onboarding recorded for the role group, once onboarding ensures them.
-pub(crate) async fn role_group(graph: &TenantGraph, name: &str) -> Result<Option<String>, GraphError> {
-    let groups = graph.find_groups_by_display_name(name).await?;
-    Ok(groups.into_iter().next().map(|g| g.id))
+/// The role group's object id in the customer tenant, as onboarding recorded it
+/// (`mdops_core::onboarding::role_groups`), never a group found by display name: anyone allowed
+/// to create groups in the customer tenant can make one with the name. `None` when the name is not
+/// a role group onboarding creates, or onboarding has not recorded it yet ([`no_recorded_role_group`]
+/// says which).
+pub(crate) async fn recorded_role_group(
+    store: &dyn Store,
+    tenant: &TenantId,
+    name: &str,
+) -> Result<Option<String>, StoreError> {
+    let Some(group) = RoleGroup::by_display_name(name) else {
+        return Ok(None);
+    };
+    Ok(RoleGroupIds::new(store).get(tenant, group).await?.map(|r| r.id))
+}
+
+/// Why [`recorded_role_group`] found no id, in one line with what to do.
+pub(crate) fn no_recorded_role_group(tenant: &TenantId, name: &str) -> String {
+    match RoleGroup::by_display_name(name) {
+        None => format!(
+            "role group {name:?} is not one onboarding creates ({}); mdops elevates only into those",
+            RoleGroup::ALL
+                .iter()
+                .map(|g| g.display_name())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Some(group) => format!(
+            "role group {name:?} has no object id recorded for tenant {tenant}: onboarding has not created it yet; \
+             onboard the tenant (`mdops onboard {tenant}`, step {}) and replay this message",
+            mdops_core::onboarding::StepKind::RoleGroup(group)
+        ),
+    }
 }
 
 /// Guest users (`userType eq 'Guest'`) whose `mail` is `email`; a member account with the
@@ -425,17 +459,32 @@ async fn ensure_guest(
     Ok((id, "invited"))
 }
 
+/// Why an elevation has no group to go into: while the tenant's onboarding run is in progress
+/// (it may be about to record the group), a retry; otherwise permanent, saying what to do.
+async fn role_group_not_recorded(deps: &Deps, request: &AccessRequest) -> Result<Fail, Fail> {
+    let reason = no_recorded_role_group(&request.tenant_id, &request.role_group);
+    let known = RoleGroup::by_display_name(&request.role_group).is_some();
+    let run = Runs::new(deps.store.as_ref(), deps.runs)
+        .current(&request.tenant_id)
+        .await?;
+    Ok(match run {
+        Some(view) if known && view.status() == RunStatus::Running => Fail {
+            reason: format!("{reason} (onboarding run {} is in progress)", view.run.run_id),
+            retry_after: Some(REDELIVER_AFTER),
+        },
+        _ => Fail::permanent(reason),
+    })
+}
+
 async fn elevate(deps: &Deps, settings: &AccessSettings, request: &AccessRequest) -> Result<(), Fail> {
     if request.state != AccessState::Approved {
         return Ok(());
     }
     let (_, graph) = deps.reach.tenant(&request.tenant_id).await?;
-    let group_id = role_group(&graph, &request.role_group).await?.ok_or_else(|| {
-        Fail::permanent(format!(
-            "role group {:?} does not exist in tenant {}",
-            request.role_group, request.tenant_id
-        ))
-    })?;
+    let group_id = match recorded_role_group(deps.store.as_ref(), &request.tenant_id, &request.role_group).await? {
+        Some(id) => id,
+        None => return Err(role_group_not_recorded(deps, request).await?),
+    };
     let (guest_id, found) = ensure_guest(deps, &graph, settings, request).await?;
     match graph.add_group_member(&group_id, &guest_id).await {
         Ok(()) => {}
@@ -505,7 +554,7 @@ async fn remove(deps: &Deps, _settings: &AccessSettings, request: &AccessRequest
     let (_, graph) = deps.reach.tenant(&request.tenant_id).await?;
     let group_id = match &request.group_id {
         Some(id) => Some(id.clone()),
-        None => role_group(&graph, &request.role_group).await?,
+        None => recorded_role_group(deps.store.as_ref(), &request.tenant_id, &request.role_group).await?,
     };
     // Only the guest mdops recorded: never one found by address.
     let guest_id = match &request.guest_id {

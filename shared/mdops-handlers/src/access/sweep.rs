@@ -3,7 +3,7 @@
 //! The removal of an ended grant can be lost in ways no request record shows: the elevation landed
 //! after its removal and recording it failed, a record stopped decoding, a message was lost, the
 //! worker was down for a week. The sweep does not trust the log: it reads the members of every role
-//! group in every registered customer tenant and removes each *guest* that holds no live grant (an
+//! group (the ids onboarding recorded) in every registered customer tenant and removes each *guest* that holds no live grant (an
 //! approved or active request of that engineer for that group), auditing why
 //! (`access-sweep:{tenant}`, action `sweep.removed`). Member accounts and other object types are
 //! never touched: only guests are ever elevated.
@@ -29,7 +29,7 @@ use mdops_graph::resources::users::User;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::effects::role_group;
+use super::effects::recorded_role_group;
 use crate::deps::Deps;
 
 /// Least time between two sweeps: each reads every role group of every tenant, so not every
@@ -150,13 +150,14 @@ async fn sweep_tenant(deps: &Deps, tenant: &Tenant, report: &mut SweepReport) ->
     // Members first, grants after (see the module comment).
     let mut listed: Vec<(String, String, Vec<User>)> = Vec::new();
     for name in &tenant.settings.access_role_groups {
-        let group = match role_group(&graph, name).await {
+        // The group onboarding recorded; a tenant not onboarded yet has none to sweep.
+        let group = match recorded_role_group(deps.store.as_ref(), tid, name).await {
             Ok(Some(id)) => id,
             Ok(None) => continue,
             Err(e) => {
                 report
                     .failures
-                    .push(format!("tenant {tid}, role group {name:?}: {}", e.reason()));
+                    .push(format!("tenant {tid}, role group {name:?}: state store: {e}"));
                 continue;
             }
         };
