@@ -332,3 +332,39 @@ async fn one_app_failing_fails_alone_and_a_lost_create_answer_is_never_sent_agai
     assert!(by_marker.values().all(|v| v.len() == 1));
     assert_eq!(creates(&rig.requests().await).len(), 5);
 }
+
+/// "After onboarding": the run's last step plans the catalogue sync itself, so a freshly onboarded
+/// tenant gets its apps without `apps sync` and without waiting for the hourly schedule; a second
+/// onboarding of the same tenant plans nothing new and creates no app again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_gets_its_catalogue_right_after_onboarding_succeeds_and_once() {
+    let rig = Rig::start(|_| {}).await;
+    let tid: TenantId = rig.tenant_id.parse().unwrap();
+    set(&rig.deps, &tid, &catalogue(), "test").await.expect("set catalogue");
+    assert!(creates(&rig.requests().await).is_empty());
+
+    let view = rig.onboard(Duration::from_secs(120)).await;
+    assert_eq!(
+        view.status(),
+        mdops_core::onboarding::runs::RunStatus::Succeeded,
+        "{view:?}"
+    );
+    // Nothing but the onboarding's own messages and the ones its last step planned.
+    assert!(
+        work_until(&rig, Duration::from_secs(60), || all_assigned(&rig, 3)).await,
+        "{:?}",
+        statuses(&rig).await
+    );
+    let by_marker = apps_by_marker(&rig).await;
+    for app in &catalogue().apps {
+        assert_eq!(by_marker[&app.marker()].len(), 1, "{} created once", app.key);
+    }
+    let posts = creates(&rig.requests().await).len();
+    assert_eq!(posts, 3);
+
+    // Enrolling again converges with no new app.
+    let again = rig.onboard(Duration::from_secs(120)).await;
+    assert_eq!(again.status(), mdops_core::onboarding::runs::RunStatus::Succeeded);
+    work_until(&rig, Duration::from_secs(5), || async { false }).await;
+    assert_eq!(creates(&rig.requests().await).len(), posts, "no app created twice");
+}

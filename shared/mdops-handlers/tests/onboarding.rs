@@ -83,7 +83,10 @@ async fn a_fresh_tenant_with_only_global_administrator_active_onboards_activatin
         let id = step.output.as_ref().and_then(|o| o.get("id")).cloned();
         assert_eq!(id.as_ref(), recorded["roles"].get(role), "{}", step.name);
     }
-    // A second run reads the list once more, activates nothing and writes nothing.
+    // The run's last step planned the app catalogue; once it is in place, a second run reads the
+    // list once more, activates nothing and writes nothing.
+    assert!(rig.settle_default_apps(TIMEOUT).await, "the default catalogue landed");
+    let requests = rig.requests().await;
     let mark = requests.last().map(|r| r.seq).unwrap_or(0);
     assert_eq!(rig.onboard(TIMEOUT).await.status(), RunStatus::Succeeded);
     let again = rig.requests().await;

@@ -243,6 +243,56 @@ async fn handle_decoded(message: StepMessage, receive_count: u32, deps: &Deps) -
     finish(&runs, &message, attempt, outcome, write_attempted, deps).await
 }
 
+/// Once a run has succeeded, the tenant's app catalogue is synced at once (issue 17: "after
+/// onboarding"), not an hour later by the schedule. Only the completion that wins the run's
+/// `apps-after#{run}` claim sends it, so two last steps finishing together plan it once. Best
+/// effort: a failure is logged and the hourly scheduled sync ([`crate::apps::sync::sync_if_due`])
+/// puts the catalogue in place instead; an app message delivered twice finds its app.
+async fn after_success(runs: &Runs<'_>, message: &StepMessage, deps: &Deps) {
+    use mdops_core::onboarding::runs::RunStatus;
+    use mdops_core::store::{Condition, Key, NewRecord, StoreError, Write};
+    let run_id = message.run_id.as_str();
+    match runs.get(run_id).await {
+        Ok(Some(view)) if view.status() == RunStatus::Succeeded => {}
+        Ok(_) => return,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read the run after its last step; the scheduled app sync will run");
+            return;
+        }
+    }
+    let claim = Write::Put {
+        record: NewRecord {
+            key: Key::new(format!("apps-after#{run_id}"), "claim"),
+            body: serde_json::json!({ "tenant_id": message.tenant_id.to_string(), "at": deps.now() }),
+            collection: None,
+            due: None,
+        },
+        condition: Condition::Absent,
+    };
+    match deps.store.transact(vec![claim]).await {
+        Ok(()) => {}
+        Err(StoreError::ConditionFailed { .. }) => return,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not claim the app sync after onboarding; the scheduled sync will run");
+            return;
+        }
+    }
+    let (tenant, graph) = match deps.reach.tenant(&message.tenant_id).await {
+        Ok(reached) => reached,
+        Err(e) => {
+            tracing::warn!(error = %e, "app sync after onboarding: tenant not reachable; the scheduled sync will run");
+            return;
+        }
+    };
+    match crate::apps::sync::sync(deps, &tenant, &graph, "onboarding", false).await {
+        Ok(report) => tracing::info!(
+            messages = report.messages,
+            "app catalogue sync after onboarding planned"
+        ),
+        Err(e) => tracing::warn!(error = %e, "app sync after onboarding failed; the scheduled sync will run"),
+    }
+}
+
 async fn finish(
     runs: &Runs<'_>,
     message: &StepMessage,
@@ -274,6 +324,9 @@ async fn finish(
                     if let Err(e) = send_steps(deps, &released, Duration::ZERO).await {
                         // Released steps carry deadlines: the ticker sends them if this did not.
                         tracing::warn!(error = %e, "could not send released steps; the deadline ticker will");
+                    }
+                    if released.is_empty() {
+                        after_success(runs, message, deps).await;
                     }
                     Disposition::Ack
                 }

@@ -154,6 +154,38 @@ impl Rig {
         view
     }
 
+    /// Works the queue until every app of the default catalogue is created and assigned (their
+    /// messages are planned by the run's last step) or `timeout` passes; true if they all are.
+    #[allow(dead_code)]
+    pub async fn settle_default_apps(&self, timeout: Duration) -> bool {
+        let want = mdops_core::apps::default_catalogue().apps.len();
+        let worker = Worker::new(self.deps.clone(), test_worker_settings());
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let working = tokio::spawn(async move { worker.run(&[QueueName::Onboarding], stop_rx).await });
+        let deadline = tokio::time::Instant::now() + timeout;
+        let tid: mdops_core::tenant::TenantId = self.tenant_id.parse().expect("tenant id");
+        let (tenant, graph) = self.deps.reach.tenant(&tid).await.expect("reach tenant");
+        let landed = loop {
+            let in_place = match mdops_handlers::apps::sync::show(&self.deps, &tenant, &graph).await {
+                Ok(report) => {
+                    report.apps.len() == want
+                        && report
+                            .apps
+                            .iter()
+                            .all(|a| a.status == mdops_handlers::apps::AppStatus::Assigned)
+                }
+                Err(_) => false,
+            };
+            if in_place || tokio::time::Instant::now() >= deadline {
+                break in_place;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        stop_tx.send(true).unwrap();
+        working.await.unwrap();
+        landed
+    }
+
     /// Object counts in the simulated tenant.
     pub async fn counts(&self) -> std::collections::BTreeMap<String, usize> {
         self.control.counts(&self.tenant_id).await.expect("counts")
