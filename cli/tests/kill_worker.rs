@@ -124,11 +124,13 @@ async fn finish_and_count(e: &Enrolled) {
     let grew = |k: &str| after.get(k).copied().unwrap_or(0) - before.get(k).copied().unwrap_or(0);
     for (kind, n) in [
         ("users", 6),
-        ("groups", 4),
+        // The four ring groups and the two role groups.
+        ("groups", 6),
         ("deviceConfigurations", 4),
         ("intents", 1),
         ("assignments", 4),
-        ("memberships", 8),
+        // Eight service-account role memberships, three roles carried by the role groups.
+        ("memberships", 11),
     ] {
         assert_eq!(grew(kind), n, "{kind}: {before:?} -> {after:?}");
     }
