@@ -3,8 +3,8 @@
 //!
 //! Built here rather than through `azure_identity`'s certificate credential, which links OpenSSL
 //! (built from source for the Lambda functions, ~5 MB of each Graph function): the assertion is
-//! signed with `jsonwebtoken` (ring, the crypto the TLS stack already links) and the PEM is split
-//! with `pem`. Format per Microsoft's "Microsoft identity platform application authentication
+//! signed with `ring` (RSASSA-PKCS1-v1_5 SHA-256, i.e. RS256; the crypto the TLS stack already
+//! links, so the functions carry no second RSA implementation) and the PEM is split with `pem`. Format per Microsoft's "Microsoft identity platform application authentication
 //! certificate credentials" (<https://learn.microsoft.com/entra/identity-platform/certificate-credentials>):
 //! header `alg` RS256, `typ` JWT, `x5t` = base64url SHA-1 thumbprint of the certificate's DER
 //! (and `x5t#S256`, its SHA-256 thumbprint, which the current page names); claims `aud` = the
@@ -19,7 +19,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use ring::rand::SystemRandom;
+use ring::signature::{RSA_PKCS1_SHA256, RsaKeyPair};
 use secrecy::SecretString;
 use sha1::{Digest, Sha1};
 use sha2::Sha256;
@@ -39,7 +40,7 @@ const KIND: &str = "client certificate";
 
 /// The signing material of a certificate credential.
 pub(crate) struct CertificateKey {
-    key: EncodingKey,
+    key: RsaKeyPair,
     /// base64url SHA-1 of the certificate's DER.
     x5t: String,
     /// base64url SHA-256 of the certificate's DER.
@@ -63,10 +64,11 @@ impl CertificateKey {
             .iter()
             .find(|b| matches!(b.tag(), "PRIVATE KEY" | "RSA PRIVATE KEY"))
             .ok_or_else(|| problem("holds no readable (unencrypted) private key"))?;
-        // Re-encoded alone: jsonwebtoken reads the first block of what it is given.
-        let key_pem = pem::encode(key);
-        let key = EncodingKey::from_rsa_pem(key_pem.as_bytes())
-            .map_err(|_| problem("its private key is not an RSA key jsonwebtoken can use"))?;
+        let parsed = match key.tag() {
+            "PRIVATE KEY" => RsaKeyPair::from_pkcs8(key.contents()),
+            _ => RsaKeyPair::from_der(key.contents()),
+        };
+        let key = parsed.map_err(|_| problem("its private key is not an RSA key of 2048 bits or more"))?;
         let der = cert.contents();
         Ok(CertificateKey {
             key,
@@ -81,10 +83,12 @@ impl CertificateKey {
             .duration_since(UNIX_EPOCH)
             .map_err(|_| "the clock is before 1970".to_string())?
             .as_secs();
-        let mut header = Header::new(Algorithm::RS256);
-        header.typ = Some("JWT".into());
-        header.x5t = Some(self.x5t.clone());
-        header.x5t_s256 = Some(self.x5t_s256.clone());
+        let header = serde_json::json!({
+            "alg": "RS256",
+            "typ": "JWT",
+            "x5t": self.x5t,
+            "x5t#S256": self.x5t_s256,
+        });
         let claims = serde_json::json!({
             "aud": audience,
             "iss": client_id,
@@ -94,7 +98,21 @@ impl CertificateKey {
             "iat": now,
             "exp": now + ASSERTION_LIFETIME.as_secs(),
         });
-        jsonwebtoken::encode(&header, &claims, &self.key).map_err(|e| format!("cannot sign the client assertion: {e}"))
+        let signing_input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header.to_string()),
+            URL_SAFE_NO_PAD.encode(claims.to_string())
+        );
+        let mut signature = vec![0; self.key.public().modulus_len()];
+        self.key
+            .sign(
+                &RSA_PKCS1_SHA256,
+                &SystemRandom::new(),
+                signing_input.as_bytes(),
+                &mut signature,
+            )
+            .map_err(|_| "cannot sign the client assertion with the certificate's key".to_string())?;
+        Ok(format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature)))
     }
 }
 
