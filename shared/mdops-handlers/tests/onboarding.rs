@@ -196,6 +196,8 @@ async fn a_same_named_group_that_is_not_role_assignable_is_reported_not_adopted(
 async fn enrolling_an_onboarded_tenant_again_converges_with_zero_writes() {
     let rig = Rig::start(|_| {}).await;
     assert_eq!(rig.onboard(TIMEOUT).await.status(), RunStatus::Succeeded);
+    // The run's last step planned the app catalogue: the tenant is onboarded once it is in place.
+    assert!(rig.settle_default_apps(TIMEOUT).await, "the default catalogue landed");
     let mark = rig.requests().await.last().map(|r| r.seq).unwrap_or(0);
     let second = rig.onboard(TIMEOUT).await;
     assert_eq!(second.status(), RunStatus::Succeeded);
