@@ -542,8 +542,11 @@ pub async fn run(backend: ChaosBackend, plan: ChaosPlan) {
         faults.keys().any(|k| k.starts_with("commit_then")) || n < 2,
         "committed-then-dropped writes were injected: {faults:?}"
     );
+    // With one tenant (the emulator run) its early revocation can come before the elevation, and
+    // its other request is approved already past its end: no elevation is then a valid outcome
+    // (the final CI of 2026-12-04 saw it once); with two or more tenants one always lands.
     assert!(
-        added > 0,
+        added > 0 || n < 2,
         "some elevation happened, so the removal figure means something"
     );
     assert_eq!(duplicates, 0, "duplicate objects");
