@@ -8,7 +8,33 @@ use mdops_core::store::{Condition, Key, NewRecord, StoreError, Write};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use mdops_core::tenant::{Tenant, TenantRegistry};
+use mdops_graph::TenantGraph;
+
 use crate::deps::Deps;
+
+/// Most tenants one scheduled pass reads.
+const MAX_TENANTS_PER_PASS: usize = 10_000;
+
+/// Every registered tenant with a Graph handle, for a scheduled pass over the fleet. A tenant that
+/// cannot be reached is logged under `job` and left out; the pass goes on with the others.
+pub async fn reachable_tenants(deps: &Deps, job: &str) -> Result<Vec<(Tenant, TenantGraph)>, StoreError> {
+    let tenants = TenantRegistry::new(deps.store.as_ref())
+        .list(MAX_TENANTS_PER_PASS)
+        .await
+        .map_err(|e| StoreError::Unavailable {
+            message: format!("tenant registry: {e}"),
+            source: None,
+        })?;
+    let mut reached = Vec::with_capacity(tenants.len());
+    for tenant in tenants {
+        match deps.reach.tenant(&tenant.tenant_id).await {
+            Ok((_, graph)) => reached.push((tenant, graph)),
+            Err(e) => tracing::warn!(tenant = %tenant.tenant_id, error = %e, "{job}: tenant not reachable; skipped"),
+        }
+    }
+    Ok(reached)
+}
 
 #[derive(Serialize, Deserialize)]
 struct Claim {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use mdops_core::apps::AppMessage;
 use mdops_core::queue::{OutgoingMessage, QueueError, QueueName};
 use mdops_core::store::{Key, StoreError};
-use mdops_core::tenant::{Tenant, TenantRegistry};
+use mdops_core::tenant::Tenant;
 use mdops_graph::TenantGraph;
 use serde::Serialize;
 
@@ -22,8 +22,6 @@ use crate::rings::RingError;
 const SEND_BATCH: usize = 10;
 /// How often the scheduled pass runs: an app deleted or re-assigned in Intune is restored within the hour.
 pub const SYNC_INTERVAL: Duration = Duration::from_secs(60 * 60);
-/// Most tenants one scheduled pass reads.
-const MAX_SYNC_TENANTS: usize = 10_000;
 
 /// The catalogue against the tenant (`mdops apps show`).
 #[derive(Debug, Clone, Serialize)]
@@ -155,22 +153,8 @@ pub async fn sync_if_due(deps: &Deps) -> Result<Option<Vec<SyncReport>>, StoreEr
 /// One sync of every registered tenant that has its ring groups. A tenant that cannot be reached
 /// or read is logged and skipped; a tenant not onboarded yet is skipped quietly.
 pub async fn sync_all(deps: &Deps, requested_by: &str) -> Result<Vec<SyncReport>, StoreError> {
-    let tenants = TenantRegistry::new(deps.store.as_ref())
-        .list(MAX_SYNC_TENANTS)
-        .await
-        .map_err(|e| StoreError::Unavailable {
-            message: format!("tenant registry: {e}"),
-            source: None,
-        })?;
     let mut reports = Vec::new();
-    for tenant in tenants {
-        let graph = match deps.reach.tenant(&tenant.tenant_id).await {
-            Ok((_, graph)) => graph,
-            Err(e) => {
-                tracing::warn!(tenant = %tenant.tenant_id, error = %e, "app sync: tenant not reachable; skipped");
-                continue;
-            }
-        };
+    for (tenant, graph) in crate::schedule::reachable_tenants(deps, "app sync").await? {
         match sync(deps, &tenant, &graph, requested_by, false).await {
             Ok(report) => reports.push(report),
             Err(SyncError::Apps(AppsError::Rings(RingError::GroupMissing { .. }))) => {
