@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use mdops_core::message::DecodeError;
 use mdops_core::outcome::StepOutcome;
 use mdops_core::queue::{Failure, QueueError, QueueName, ReceivedMessage};
 
@@ -18,6 +19,21 @@ pub enum Disposition {
     /// Leave it: it comes back after `after` (our own infrastructure failed, e.g. the store).
     /// The error is recorded against the message so it is findable if it ends in the DLQ.
     Redeliver { after: Duration, error: String },
+}
+
+impl Disposition {
+    /// Dead-letters a body that does not decode as the queue's `kind` of message, with the reason
+    /// naming the field and the tenant when the body had a readable one; logs it as `malformed`.
+    pub fn malformed(error: &DecodeError, kind: &str, receive_count: u32, deps: &Deps) -> Disposition {
+        tracing::warn!(reason = %error, kind, "malformed message");
+        Disposition::DeadLetter(Failure {
+            reason: error.to_string(),
+            tenant: error.tenant.clone(),
+            step: Some(kind.to_string()),
+            attempts: receive_count,
+            at: deps.now(),
+        })
+    }
 }
 
 /// Wait before a message whose handler hit an infrastructure error is delivered again.

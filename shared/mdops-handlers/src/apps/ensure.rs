@@ -66,16 +66,7 @@ enum Stop {
 pub async fn handle(body: &str, receive_count: u32, deps: &Deps) -> Disposition {
     let message = match decode::<AppMessage>(body) {
         Ok(m) => m,
-        Err(e) => {
-            tracing::warn!(reason = %e, "malformed app message");
-            return Disposition::DeadLetter(Failure {
-                reason: e.to_string(),
-                tenant: e.tenant.clone(),
-                step: Some(KIND.to_string()),
-                attempts: receive_count,
-                at: deps.now(),
-            });
-        }
+        Err(e) => return Disposition::malformed(&e, KIND, receive_count, deps),
     };
     let span =
         tracing::info_span!("app_ensure", tenant = %message.tenant_id, app = %message.app.key, attempt = receive_count);

@@ -181,16 +181,7 @@ pub async fn handle(body: &str, receive_count: u32, deps: &Deps) -> Disposition 
 pub async fn handle_with(body: &str, receive_count: u32, deps: &Deps, licensing: &Licensing) -> Disposition {
     let message = match decode::<LicenceMessage>(body) {
         Ok(m) => m,
-        Err(e) => {
-            tracing::warn!(reason = %e, "malformed licence message");
-            return Disposition::DeadLetter(Failure {
-                reason: e.to_string(),
-                tenant: e.tenant.clone(),
-                step: Some(KIND.to_string()),
-                attempts: receive_count,
-                at: deps.now(),
-            });
-        }
+        Err(e) => return Disposition::malformed(&e, KIND, receive_count, deps),
     };
     let span = tracing::info_span!("licence", tenant = %message.tenant_id, user = %message.user, attempt = tracing::field::Empty);
     handle_decoded(message, body, deps, licensing).instrument(span).await

@@ -35,16 +35,7 @@ pub struct ChunkReport {
 pub async fn handle(body: &str, receive_count: u32, deps: &Deps) -> Disposition {
     let message = match decode::<RingMembersMessage>(body) {
         Ok(m) => m,
-        Err(e) => {
-            tracing::warn!(reason = %e, "malformed ring chunk");
-            return Disposition::DeadLetter(Failure {
-                reason: e.to_string(),
-                tenant: e.tenant.clone(),
-                step: Some(KIND.to_string()),
-                attempts: receive_count,
-                at: deps.now(),
-            });
-        }
+        Err(e) => return Disposition::malformed(&e, KIND, receive_count, deps),
     };
     let span = tracing::info_span!("ring_chunk", tenant = %message.tenant_id, ring = message.ring.as_str(), devices = message.devices.len(), attempt = receive_count);
     handle_decoded(&message, receive_count, deps).instrument(span).await
